@@ -1,0 +1,72 @@
+"""Errors and findings: one shape for every message the calculator gives about a config.
+
+Exception hierarchy::
+
+    PerceiverCalcError                 base of everything raised on purpose
+    ├── InputError                     the input could not be read (missing path, bad JSON, ...)
+    └── ConfigError                    the config was read but is invalid; carries every Finding
+
+A :class:`Finding` names the config field(s), their values, the rule, the module that receives
+the derived width, and what to do. Errors and warnings share the type; ``severity`` tells them
+apart. Text shape (pinned by tests)::
+
+    qk_channels (100) must be divisible by num_cross_attention_heads (8) [perceiver.encoder.cross_attention]; choose a multiple of 8 or leave it unset
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["ConfigError", "Finding", "InputError", "PerceiverCalcError"]
+
+Severity = Literal["error", "warning"]
+
+
+class Finding(BaseModel):
+    """One problem (error) or doubtful choice (warning) found in a config."""
+
+    model_config = ConfigDict(frozen=True)
+
+    severity: Severity
+    code: str
+    """Stable identifier, e.g. ``heads_divide_qk_channels``; tests and scripts match on it."""
+    fields: tuple[str, ...]
+    """The config fields involved, HF names (``qk_channels``, ``num_cross_attention_heads``)."""
+    values: dict[str, Any]
+    """field -> the value the config gave (or the resolved value, for derived widths)."""
+    module: str | None
+    """transformers module path that receives the width, e.g. ``perceiver.encoder.cross_attention``."""
+    rule: str
+    """What must hold, with the values filled in."""
+    fix: str
+    """What to do about it."""
+
+    def __str__(self) -> str:
+        where = f" [{self.module}]" if self.module else ""
+        return f"{self.rule}{where}; {self.fix}"
+
+
+class PerceiverCalcError(Exception):
+    """Base class of every error perceiver-calc raises on purpose."""
+
+
+class InputError(PerceiverCalcError):
+    """The input could not be read: missing path, unreadable file, malformed JSON, not an object."""
+
+
+class ConfigError(PerceiverCalcError):
+    """The config is invalid. ``findings`` holds every error (and the warnings found with them)."""
+
+    def __init__(self, findings: list[Finding] | tuple[Finding, ...]) -> None:
+        self.findings: tuple[Finding, ...] = tuple(findings)
+        errors = [f for f in self.findings if f.severity == "error"]
+        n = len(errors)
+        lines = [f"invalid config: {n} error{'s' if n != 1 else ''}"]
+        lines += [f"  - {f}" for f in errors]
+        super().__init__("\n".join(lines))
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "error")

@@ -1,0 +1,1057 @@
+"""Resolution: a config + a model class -> every module's dimensions, each with its source.
+
+This is the one place that knows transformers' defaulting rules (``qk_channels`` None -> ...,
+the values each model class hardcodes, the widths preprocessors hand the encoder). Everything
+downstream (parameter, FLOP and memory counts, reports) reads the :class:`ResolvedModel` it
+returns and never a raw config field.
+
+Sources cited as ``modeling_perceiver.py`` are transformers 5.24's
+``models/perceiver/modeling_perceiver.py``.
+
+A resolved model is a flat, ordered tuple of modules, each with its transformers module path:
+
+* :class:`PerceiverLayer` - ``PerceiverLayer`` (attention + MLP), cross or self;
+* :class:`Embedding`, :class:`Linear`, :class:`Conv2d`, :class:`BatchNorm2d`,
+  :class:`Parameter` (latents, trainable positions) - the parameter-holding pieces around it;
+* :class:`FourierFeatures` - a parameter-free position encoding, listed for its width;
+* :class:`TiedOutput` - the masked-LM output projection that reuses the input embedding.
+
+Token counts are named, not numbers: ``"latents"`` (num_latents), ``"inputs"`` (the encoder's
+input length M, known only with a workload), ``"outputs"`` (decoder queries).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from perceiver_calc.config import HIDDEN_ACTS, MODEL_CLASSES, ModelClass, PerceiverConfig
+from perceiver_calc.errors import ConfigError, Finding, InputError
+
+__all__ = [
+    "BatchNorm2d",
+    "Conv2d",
+    "Dim",
+    "Embedding",
+    "FourierFeatures",
+    "Linear",
+    "Module",
+    "Parameter",
+    "PerceiverLayer",
+    "ResolvedModel",
+    "TiedOutput",
+    "model_class_of",
+    "resolve",
+]
+
+Source = Literal["explicit", "default", "hardcoded", "derived"]
+"""explicit: the config gives it; default: transformers' PerceiverConfig default;
+hardcoded: fixed by the model class in transformers (configurable here by an optional field);
+derived: computed from other values by a rule of transformers'."""
+
+TokenCount = Literal["latents", "inputs", "outputs", "one"]
+
+INT64_MAX = 2**63 - 1
+
+
+class Dim(BaseModel):
+    """A resolved value with where it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: int
+    source: Source
+    rule: str
+    """How it was obtained, e.g. ``"qk_channels"`` or ``"kv_dim (qk_channels unset, 'kv')"``."""
+
+    def __int__(self) -> int:
+        return self.value
+
+
+class _Module(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    """transformers module path, e.g. ``perceiver.encoder.cross_attention``."""
+
+
+class PerceiverLayer(_Module):
+    """transformers' ``PerceiverLayer``: (cross- or self-) attention + MLP (L354-415)."""
+
+    kind: Literal["layer"] = "layer"
+    role: Literal["encoder_cross", "encoder_self", "decoder_cross"]
+    is_cross: bool
+    q_dim: Dim
+    kv_dim: Dim
+    qk_channels: Dim
+    v_channels: Dim
+    output_channels: Dim
+    """Width of ``attention.output.dense``: q_dim for cross-attention, v_channels for self."""
+    num_heads: Dim
+    widening_factor: Dim
+    use_query_residual: bool
+    use_query_residual_source: Source
+    q_len: TokenCount
+    kv_len: TokenCount
+    applications: int = 1
+    """Times the layer runs per forward pass: num_blocks for ``self_attends`` (weights shared)."""
+    query_is_parameter: bool = False
+    """The queries are a batch-expanded parameter (latents, trainable decoder queries)."""
+
+
+class Embedding(_Module):
+    """``nn.Embedding(num_embeddings, embedding_dim)``: one weight (num, dim)."""
+
+    kind: Literal["embedding"] = "embedding"
+    num_embeddings: Dim
+    embedding_dim: Dim
+    tokens: TokenCount
+
+
+class Linear(_Module):
+    """``nn.Linear(in_features, out_features)``, applied to ``tokens`` rows."""
+
+    kind: Literal["linear"] = "linear"
+    in_features: Dim
+    out_features: Dim
+    bias: bool = True
+    tokens: TokenCount
+    per_batch: bool = True
+    """False when the input is the same for every sample (a batch-expanded parameter still
+    runs once per sample in transformers; True there)."""
+
+
+class Conv2d(_Module):
+    """``nn.Conv2d`` (or transformers' ``Conv2dSamePadding``)."""
+
+    kind: Literal["conv2d"] = "conv2d"
+    in_channels: Dim
+    out_channels: Dim
+    kernel_size: int
+    stride: int
+    bias: bool
+    same_padding: bool
+
+
+class BatchNorm2d(_Module):
+    """``nn.BatchNorm2d``: weight, bias (parameters); running_mean, running_var,
+    num_batches_tracked (buffers)."""
+
+    kind: Literal["batchnorm2d"] = "batchnorm2d"
+    num_features: Dim
+
+
+class Parameter(_Module):
+    """A bare ``nn.Parameter`` (latents, trainable position encodings, padding, masks)."""
+
+    kind: Literal["parameter"] = "parameter"
+    name: str
+    shape: tuple[Dim, ...]
+    note: str
+
+
+class FourierFeatures(_Module):
+    """``PerceiverFourierPositionEncoding``: no parameters; width num_bands·d·2 + d."""
+
+    kind: Literal["fourier"] = "fourier"
+    num_bands: Dim
+    num_dims: int
+    concat_pos: bool
+    sine_only: bool
+    output_size: Dim
+
+
+class TiedOutput(_Module):
+    """``PerceiverEmbeddingDecoder``: logits = h @ embeddings.weight.T + bias (L2698-2719).
+
+    The weight is the input embedding's (tied, no new parameter); only ``bias`` (V) is new.
+    """
+
+    kind: Literal["tied_output"] = "tied_output"
+    tied_to: str
+    in_features: Dim
+    vocab_size: Dim
+    tokens: TokenCount
+
+
+Module = (
+    PerceiverLayer
+    | Embedding
+    | Linear
+    | Conv2d
+    | BatchNorm2d
+    | Parameter
+    | FourierFeatures
+    | TiedOutput
+)
+
+
+class ResolvedModel(BaseModel):
+    """Every module of one model class built from one config, with provenance and findings."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: ModelClass
+    config: PerceiverConfig
+    modules: tuple[Module, ...]
+    findings: tuple[Finding, ...]
+    """Warnings (a resolved model has no errors: those raise ConfigError)."""
+    encoder_kv_dim: Dim
+    """Width of the encoder's inputs (K): the preprocessor's num_channels, or d_model."""
+    fixed_lengths: dict[str, int]
+    """Token counts known from the config: latents, and outputs where the class fixes them."""
+    input_kind: Literal["tokens", "embeddings", "image", "flow", "multimodal"]
+
+    def layers(self) -> tuple[PerceiverLayer, ...]:
+        return tuple(m for m in self.modules if isinstance(m, PerceiverLayer))
+
+    def module(self, path: str) -> Module:
+        for m in self.modules:
+            if m.path == path:
+                return m
+        raise KeyError(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+class _Ctx:
+    """Collects findings while a model class is resolved."""
+
+    def __init__(self, config: PerceiverConfig, model: ModelClass) -> None:
+        self.config = config
+        self.model = model
+        self.findings: list[Finding] = []
+
+    def field(self, name: str) -> Dim:
+        value = getattr(self.config, name)
+        explicit = name in self.config.model_fields_set
+        return Dim(value=int(value), source="explicit" if explicit else "default", rule=name)
+
+    def field_source(self, name: str) -> Source:
+        return "explicit" if name in self.config.model_fields_set else "default"
+
+    def hardcoded(self, name: str, class_value: int, what: str) -> Dim:
+        """A value the class hardcodes, unless the optional config field ``name`` sets it."""
+        value = getattr(self.config, name)
+        if value is not None:
+            return Dim(value=int(value), source="explicit", rule=name)
+        return Dim(value=class_value, source="hardcoded", rule=f"{what} in {self.model}")
+
+    def error(
+        self,
+        code: str,
+        fields: tuple[str, ...],
+        values: dict[str, object],
+        module: str | None,
+        rule: str,
+        fix: str,
+    ) -> None:
+        self.findings.append(
+            Finding(
+                severity="error",
+                code=code,
+                fields=fields,
+                values=values,
+                module=module,
+                rule=rule,
+                fix=fix,
+            )
+        )
+
+    def warn(
+        self,
+        code: str,
+        fields: tuple[str, ...],
+        values: dict[str, object],
+        module: str | None,
+        rule: str,
+        fix: str,
+    ) -> None:
+        self.findings.append(
+            Finding(
+                severity="warning",
+                code=code,
+                fields=fields,
+                values=values,
+                module=module,
+                rule=rule,
+                fix=fix,
+            )
+        )
+
+
+def _fields_of(dim: Dim) -> tuple[str, ...]:
+    """The config fields a Dim's rule names (for error messages)."""
+    return tuple(dim.rule.split(" ")[0].split("+")) if dim.source != "hardcoded" else ()
+
+
+def _attention(
+    ctx: _Ctx,
+    path: str,
+    role: Literal["encoder_cross", "encoder_self", "decoder_cross"],
+    *,
+    q_dim: Dim,
+    kv_dim: Dim,
+    qk_channels: Dim | None,
+    v_channels: Dim | None,
+    num_heads: Dim,
+    widening_factor: Dim,
+    use_query_residual: bool,
+    use_query_residual_source: Source,
+    q_len: TokenCount,
+    kv_len: TokenCount,
+    applications: int = 1,
+    query_is_parameter: bool = False,
+) -> PerceiverLayer:
+    """Resolve one ``PerceiverLayer`` by transformers' channel defaulting and check its heads.
+
+    PerceiverAttention (L271-290) and PerceiverSelfAttention (L152-162)::
+
+        if is_cross and qk_channels is None:
+            qk = q_dim if cross_attention_shape_for_attention == "q" else kv_dim if "kv" else ValueError
+        else:
+            qk = qk_channels if not None else q_dim
+        v = v_channels if not None else qk
+        output width = q_dim if is_cross else v
+        qk % num_heads == 0 and v % num_heads == 0, else ValueError
+    """
+    is_cross = role != "encoder_self"
+    shape = ctx.config.cross_attention_shape_for_attention
+    if qk_channels is not None:
+        qk = qk_channels
+    elif is_cross:
+        if shape == "q":
+            qk = Dim(
+                value=q_dim.value,
+                source="derived",
+                rule="q_dim (qk_channels unset, cross_attention_shape_for_attention 'q')",
+            )
+        elif shape == "kv":
+            qk = Dim(
+                value=kv_dim.value,
+                source="derived",
+                rule="kv_dim (qk_channels unset, cross_attention_shape_for_attention 'kv')",
+            )
+        else:
+            ctx.error(
+                "cross_attention_shape",
+                ("cross_attention_shape_for_attention",),
+                {"cross_attention_shape_for_attention": shape},
+                path,
+                f"cross_attention_shape_for_attention ({shape!r}) must be 'q' or 'kv' "
+                "when a cross-attention's qk_channels is unset",
+                "use 'kv' (transformers' default) or 'q'",
+            )
+            qk = Dim(value=kv_dim.value, source="derived", rule="kv_dim (assumed, shape invalid)")
+    else:
+        qk = Dim(value=q_dim.value, source="derived", rule="q_dim (qk_channels unset)")
+    if v_channels is not None:
+        v = v_channels
+    else:
+        v = Dim(value=qk.value, source="derived", rule=f"qk_channels of this layer ({qk.rule})")
+    out = (
+        Dim(value=q_dim.value, source="derived", rule="q_dim (cross-attention output)")
+        if is_cross
+        else Dim(value=v.value, source="derived", rule="v_channels (self-attention output)")
+    )
+    heads = num_heads.value
+    for name, dim in (("qk_channels", qk), ("v_channels", v)):
+        if dim.value % heads != 0:
+            origin = dim.rule if dim.source != "hardcoded" else f"{dim.value}, {dim.rule}"
+            ctx.error(
+                f"heads_divide_{name}",
+                tuple(dict.fromkeys((*_fields_of(dim), *_fields_of(num_heads)))),
+                {name: dim.value, num_heads.rule: heads},
+                path,
+                f"{name} ({dim.value}, from {origin}) must be divisible by "
+                f"{num_heads.rule} ({heads})",
+                _divisibility_fix(name, dim, num_heads),
+            )
+    return PerceiverLayer(
+        path=path,
+        role=role,
+        is_cross=is_cross,
+        q_dim=q_dim,
+        kv_dim=kv_dim,
+        qk_channels=qk,
+        v_channels=v,
+        output_channels=out,
+        num_heads=num_heads,
+        widening_factor=widening_factor,
+        use_query_residual=use_query_residual,
+        use_query_residual_source=use_query_residual_source,
+        q_len=q_len,
+        kv_len=kv_len,
+        applications=applications,
+        query_is_parameter=query_is_parameter,
+    )
+
+
+def _divisibility_fix(name: str, dim: Dim, heads: Dim) -> str:
+    h = heads.value
+    if dim.source in ("explicit", "default") and dim.rule in ("qk_channels", "v_channels"):
+        return f"choose a multiple of {h} for {dim.rule} or leave it unset"
+    divisors = [d for d in range(1, min(h, 64) + 1) if dim.value % d == 0]
+    return (
+        f"choose {heads.rule} among the divisors of {dim.value} (e.g. {divisors[-1]}) or set "
+        f"qk_channels/v_channels to a multiple of {h}"
+    )
+
+
+def _encoder(ctx: _Ctx, prefix: str, kv_dim: Dim, kv_len: TokenCount) -> list[PerceiverLayer]:
+    """``{prefix}embeddings`` latents are separate; this is ``{prefix}encoder`` (L418-466)."""
+    cfg = ctx.config
+    d_latents = ctx.field("d_latents")
+    hs = ctx.field("num_self_attention_heads")
+    hc = ctx.field("num_cross_attention_heads")
+    qk = ctx.field("qk_channels") if cfg.qk_channels is not None else None
+    v = ctx.field("v_channels") if cfg.v_channels is not None else None
+    # PerceiverEncoder's own checks (L426-435), before any layer is built.
+    for heads in (hs, hc):
+        if d_latents.value % heads.value != 0:
+            ctx.error(
+                f"d_latents_divisible_by_{heads.rule}",
+                ("d_latents", heads.rule),
+                {"d_latents": d_latents.value, heads.rule: heads.value},
+                f"{prefix}encoder",
+                f"d_latents ({d_latents.value}) must be divisible by {heads.rule} "
+                f"({heads.value})",
+                f"choose d_latents as a multiple of {heads.value} or change {heads.rule}",
+            )
+    layers = [
+        _attention(
+            ctx,
+            f"{prefix}encoder.cross_attention",
+            "encoder_cross",
+            q_dim=d_latents,
+            kv_dim=kv_dim,
+            qk_channels=qk,
+            v_channels=v,
+            num_heads=hc,
+            widening_factor=ctx.field("cross_attention_widening_factor"),
+            use_query_residual=cfg.use_query_residual,
+            use_query_residual_source=ctx.field_source("use_query_residual"),
+            q_len="latents",
+            kv_len=kv_len,
+            query_is_parameter=True,
+        )
+    ]
+    n_findings = len(ctx.findings)
+    for i in range(cfg.num_self_attends_per_block):
+        layer = _attention(
+            ctx,
+            f"{prefix}encoder.self_attends.{i}",
+            "encoder_self",
+            q_dim=d_latents,
+            kv_dim=d_latents,
+            qk_channels=qk,
+            v_channels=v,
+            num_heads=hs,
+            widening_factor=ctx.field("self_attention_widening_factor"),
+            use_query_residual=True,
+            use_query_residual_source="hardcoded",
+            q_len="latents",
+            kv_len="latents",
+            applications=cfg.num_blocks,
+        )
+        layers.append(layer)
+        if i == 0:
+            _check_self_attention_width(ctx, layer, prefix)
+            n_findings = len(ctx.findings)
+        else:
+            # Every self-attend layer has the same dims: report its problems once.
+            del ctx.findings[n_findings:]
+    return layers
+
+
+def _check_self_attention_width(ctx: _Ctx, layer: PerceiverLayer, prefix: str) -> None:
+    """Self-attention adds the query residual to an output of width v_channels (L329): it
+    must equal d_latents, or the forward pass raises (the model still builds)."""
+    v, d = layer.v_channels.value, layer.q_dim.value
+    if v == d:
+        return
+    path = f"{prefix}encoder.self_attends.*"
+    values = {"v_channels": ctx.config.v_channels, "qk_channels": ctx.config.qk_channels,
+              "d_latents": d}
+    if v == 1:
+        ctx.warn(
+            "self_attention_width_broadcast",
+            ("v_channels", "qk_channels", "d_latents"),
+            values,
+            path,
+            f"self-attention output width ({v}, from {layer.v_channels.rule}) is 1, not "
+            f"d_latents ({d}): the residual add broadcasts it silently",
+            f"set v_channels to d_latents ({d})",
+        )
+        return
+    ctx.error(
+        "self_attention_width",
+        ("v_channels", "qk_channels", "d_latents"),
+        values,
+        path,
+        f"self-attention v_channels ({v}, from {layer.v_channels.rule}) must equal d_latents "
+        f"({d}): the query residual adds a width-{v} output to width-{d} latents (forward "
+        "pass fails)",
+        f"set v_channels to {d} (qk_channels may stay {ctx.config.qk_channels})"
+        if ctx.config.qk_channels is not None
+        else f"set v_channels to {d} or leave it unset",
+    )
+
+
+def _latents(ctx: _Ctx, prefix: str) -> Parameter:
+    return Parameter(
+        path=f"{prefix}embeddings",
+        name="latents",
+        shape=(ctx.field("num_latents"), ctx.field("d_latents")),
+        note="the latent array (N, D), expanded over the batch",
+    )
+
+
+def _text_preprocessor(ctx: _Ctx) -> tuple[list[Module], Dim]:
+    """``PerceiverTextPreprocessor`` (L2661-2696): token + position embeddings of width d_model."""
+    d_model = ctx.field("d_model")
+    mods: list[Module] = [
+        Embedding(
+            path="perceiver.input_preprocessor.embeddings",
+            num_embeddings=ctx.field("vocab_size"),
+            embedding_dim=d_model,
+            tokens="inputs",
+        ),
+        Embedding(
+            path="perceiver.input_preprocessor.position_embeddings",
+            num_embeddings=ctx.field("max_position_embeddings"),
+            embedding_dim=d_model,
+            tokens="inputs",
+        ),
+    ]
+    kv = Dim(value=d_model.value, source="derived", rule="d_model (text preprocessor num_channels)")
+    return mods, kv
+
+
+def _classification_decoder(ctx: _Ctx) -> list[Module]:
+    """``PerceiverClassificationDecoder`` as the classifier classes build it (L949-960 etc.):
+    a BasicDecoder with one trainable query of width d_latents, 1 head, query residual, and
+    final_layer Linear(d_latents, num_labels)."""
+    d_latents = ctx.field("d_latents")
+    prefix = "perceiver.decoder.decoder"
+    return [
+        Parameter(
+            path=f"{prefix}.output_position_encodings",
+            name="position_embeddings",
+            shape=(Dim(value=1, source="hardcoded", rule="index_dims=1"), d_latents),
+            note="the single trainable decoder query (1, d_latents)",
+        ),
+        _attention(
+            ctx,
+            f"{prefix}.decoding_cross_attention",
+            "decoder_cross",
+            q_dim=Dim(value=d_latents.value, source="hardcoded", rule="num_channels=d_latents"),
+            kv_dim=d_latents,
+            qk_channels=_opt(ctx, "decoder_qk_channels"),
+            v_channels=_opt(ctx, "decoder_v_channels"),
+            num_heads=ctx.hardcoded("decoder_num_heads", 1, "num_heads=1 (BasicDecoder default)"),
+            widening_factor=ctx.hardcoded("decoder_widening_factor", 1, "widening_factor=1"),
+            use_query_residual=_bool(ctx, "decoder_use_query_residual", True),
+            use_query_residual_source=_bool_source(ctx, "decoder_use_query_residual"),
+            q_len="outputs",
+            kv_len="latents",
+            query_is_parameter=True,
+        ),
+        Linear(
+            path=f"{prefix}.final_layer",
+            in_features=d_latents,
+            out_features=ctx.field("num_labels"),
+            tokens="outputs",
+        ),
+    ]
+
+
+def _opt(ctx: _Ctx, name: str) -> Dim | None:
+    value = getattr(ctx.config, name)
+    return None if value is None else Dim(value=int(value), source="explicit", rule=name)
+
+
+def _bool(ctx: _Ctx, name: str, class_value: bool) -> bool:
+    value = getattr(ctx.config, name)
+    return class_value if value is None else bool(value)
+
+
+def _bool_source(ctx: _Ctx, name: str) -> Source:
+    return "hardcoded" if getattr(ctx.config, name) is None else "explicit"
+
+
+def _fourier(ctx: _Ctx, path: str, num_dims: int, default_bands: int = 64) -> FourierFeatures:
+    """``PerceiverFourierPositionEncoding`` with concat_pos=True, sine_only=False:
+    output_size = num_bands * d * 2 + d (L2622-2632)."""
+    bands = ctx.hardcoded("fourier_num_bands", default_bands, f"num_bands={default_bands}")
+    size = bands.value * num_dims * 2 + num_dims
+    return FourierFeatures(
+        path=path,
+        num_bands=bands,
+        num_dims=num_dims,
+        concat_pos=True,
+        sine_only=False,
+        output_size=Dim(
+            value=size, source="derived", rule=f"num_bands * {num_dims} * 2 + {num_dims}"
+        ),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Model classes
+
+
+def _masked_lm(ctx: _Ctx) -> list[Module]:
+    """``PerceiverForMaskedLM`` (L806-835)."""
+    cfg = ctx.config
+    pre, kv = _text_preprocessor(ctx)
+    d_model = ctx.field("d_model")
+    d_latents = ctx.field("d_latents")
+    positions = ctx.field("max_position_embeddings")
+    mods: list[Module] = [*pre, _latents(ctx, "perceiver."), *_encoder(ctx, "perceiver.", kv, "inputs")]
+    # The decoder's queries are P trainable positions of width text_preprocessor.num_channels
+    # (= d_model): the model always emits max_position_embeddings outputs (L812-815, 823).
+    mods.append(
+        Parameter(
+            path="perceiver.decoder.output_position_encodings",
+            name="position_embeddings",
+            shape=(positions, d_model),
+            note="the P decoder queries (max_position_embeddings, d_model)",
+        )
+    )
+    q_dim = Dim(value=d_model.value, source="derived", rule="d_model (num_channels)")
+    v_default = Dim(value=d_model.value, source="hardcoded", rule="v_channels=d_model in PerceiverForMaskedLM")
+    mods.append(
+        _attention(
+            ctx,
+            "perceiver.decoder.decoding_cross_attention",
+            "decoder_cross",
+            q_dim=q_dim,
+            kv_dim=d_latents,
+            qk_channels=ctx.hardcoded("decoder_qk_channels", 8 * 32, "qk_channels=8*32"),
+            v_channels=_opt(ctx, "decoder_v_channels") or v_default,
+            num_heads=ctx.hardcoded("decoder_num_heads", 8, "num_heads=8"),
+            widening_factor=ctx.hardcoded("decoder_widening_factor", 1, "widening_factor=1"),
+            use_query_residual=_bool(ctx, "decoder_use_query_residual", False),
+            use_query_residual_source=_bool_source(ctx, "decoder_use_query_residual"),
+            q_len="outputs",
+            kv_len="latents",
+            query_is_parameter=True,
+        )
+    )
+    out_width = d_model
+    if cfg.decoder_final_project:
+        # BasicDecoder(final_project=True) adds final_layer Linear(num_channels, output_num_channels)
+        # with output_num_channels=d_latents as PerceiverForMaskedLM passes it (L811).
+        mods.append(
+            Linear(
+                path="perceiver.decoder.final_layer",
+                in_features=d_model,
+                out_features=d_latents,
+                tokens="outputs",
+            )
+        )
+        out_width = d_latents
+        if d_latents.value != d_model.value:
+            ctx.error(
+                "final_project_width",
+                ("decoder_final_project", "d_latents", "d_model"),
+                {"d_latents": d_latents.value, "d_model": d_model.value},
+                "embedding_decoder",
+                f"with decoder_final_project the decoder outputs d_latents ({d_latents.value}) "
+                f"channels, but the tied output projection needs d_model ({d_model.value})",
+                "leave decoder_final_project unset, or make d_latents equal d_model",
+            )
+    mods.append(
+        TiedOutput(
+            path="embedding_decoder",
+            tied_to="perceiver.input_preprocessor.embeddings.weight",
+            in_features=out_width,
+            vocab_size=ctx.field("vocab_size"),
+            tokens="outputs",
+        )
+    )
+    return mods
+
+
+def _bare(ctx: _Ctx) -> list[Module]:
+    """``PerceiverModel`` on its own: no preprocessor (kv_dim = d_model, L583), no decoder."""
+    d_model = ctx.field("d_model")
+    kv = Dim(value=d_model.value, source=d_model.source, rule="d_model (no input_preprocessor)")
+    return [_latents(ctx, ""), *_encoder(ctx, "", kv, "inputs")]
+
+
+def _sequence_classification(ctx: _Ctx) -> list[Module]:
+    """``PerceiverForSequenceClassification`` (L939-960)."""
+    pre, kv = _text_preprocessor(ctx)
+    return [
+        *pre,
+        _latents(ctx, "perceiver."),
+        *_encoder(ctx, "perceiver.", kv, "inputs"),
+        *_classification_decoder(ctx),
+    ]
+
+
+def _image_learned(ctx: _Ctx) -> list[Module]:
+    """``PerceiverForImageClassificationLearned`` (L1061-1090): conv1x1 to 256 channels,
+    trainable positions (image_size², 256) projected by Linear(256, 256), concatenated."""
+    cfg = ctx.config
+    p = "perceiver.input_preprocessor"
+    out_ch = ctx.hardcoded("preprocessor_out_channels", 256, "out_channels=256")
+    pos_ch = ctx.hardcoded(
+        "preprocessor_position_num_channels", 256, "trainable num_channels=256"
+    )
+    proj = ctx.hardcoded("preprocessor_project_pos_dim", 256, "project_pos_dim=256")
+    if isinstance(cfg.image_size, tuple):
+        ctx.error(
+            "image_size_int",
+            ("image_size",),
+            {"image_size": list(cfg.image_size)},
+            f"{p}.position_embeddings",
+            f"image_size ({list(cfg.image_size)}) must be one whole number for "
+            "PerceiverForImageClassificationLearned (it builds image_size**2 positions)",
+            "give the side of the square image, e.g. 224",
+        )
+        side = 1
+    else:
+        side = cfg.image_size
+    n_pos = Dim(
+        value=side * side,
+        source="derived",
+        rule="image_size**2",
+    )
+    if pos_ch.value != out_ch.value:
+        # build_position_encoding makes positions_projection Linear(out_channels, project_pos_dim)
+        # (L1811): its in-features is the conv width, not the encoding's width.
+        ctx.error(
+            "position_projection_width",
+            ("preprocessor_position_num_channels", "preprocessor_out_channels"),
+            {"preprocessor_position_num_channels": pos_ch.value,
+             "preprocessor_out_channels": out_ch.value},
+            f"{p}.positions_projection",
+            f"the trainable position width ({pos_ch.value}) must equal preprocessor_out_channels "
+            f"({out_ch.value}): positions_projection is Linear(out_channels, project_pos_dim)",
+            "set both to the same value",
+        )
+    kv = Dim(
+        value=out_ch.value + proj.value,
+        source="derived",
+        rule="out_channels + project_pos_dim (concat)",
+    )
+    mods: list[Module] = [
+        Conv2d(
+            path=f"{p}.convnet_1x1",
+            in_channels=Dim(value=3, source="hardcoded", rule="in_channels=3"),
+            out_channels=out_ch,
+            kernel_size=1,
+            stride=1,
+            bias=True,
+            same_padding=False,
+        ),
+        Parameter(
+            path=f"{p}.position_embeddings",
+            name="position_embeddings",
+            shape=(n_pos, pos_ch),
+            note="trainable positions (image_size², channels); the input must have that many pixels",
+        ),
+        Linear(path=f"{p}.positions_projection", in_features=out_ch, out_features=proj, tokens="inputs"),
+        _latents(ctx, "perceiver."),
+        *_encoder(ctx, "perceiver.", kv, "inputs"),
+        *_classification_decoder(ctx),
+    ]
+    return mods
+
+
+def _image_fourier(ctx: _Ctx) -> list[Module]:
+    """``PerceiverForImageClassificationFourier`` (L1186-1215): raw pixels (3 channels)
+    concatenated with 2-D Fourier features; no preprocessor parameters."""
+    ff = _fourier(ctx, "perceiver.input_preprocessor.position_embeddings", 2)
+    kv = Dim(value=3 + ff.output_size.value, source="derived", rule="3 pixels + Fourier width")
+    _image_size_unused(ctx)
+    return [ff, _latents(ctx, "perceiver."), *_encoder(ctx, "perceiver.", kv, "inputs"),
+            *_classification_decoder(ctx)]
+
+
+def _image_conv(ctx: _Ctx) -> list[Module]:
+    """``PerceiverForImageClassificationConvProcessing`` (L1309-1340): Conv2DDownsample
+    (7x7/2 conv without bias, BatchNorm, ReLU, 3/2 max-pool) then 2-D Fourier features."""
+    p = "perceiver.input_preprocessor"
+    out_ch = ctx.hardcoded("preprocessor_out_channels", 64, "out_channels=64")
+    ff = _fourier(ctx, f"{p}.position_embeddings", 2)
+    kv = Dim(value=out_ch.value + ff.output_size.value, source="derived",
+             rule="conv out_channels + Fourier width")
+    _image_size_unused(ctx)
+    return [
+        Conv2d(
+            path=f"{p}.convnet.conv",
+            in_channels=Dim(value=3, source="hardcoded", rule="in_channels=3"),
+            out_channels=out_ch,
+            kernel_size=7,
+            stride=2,
+            bias=False,
+            same_padding=True,
+        ),
+        BatchNorm2d(path=f"{p}.convnet.batchnorm", num_features=out_ch),
+        ff,
+        _latents(ctx, "perceiver."),
+        *_encoder(ctx, "perceiver.", kv, "inputs"),
+        *_classification_decoder(ctx),
+    ]
+
+
+def _image_size_unused(ctx: _Ctx) -> None:
+    if "image_size" in ctx.config.model_fields_set:
+        ctx.warn(
+            "image_size_unused",
+            ("image_size",),
+            {"image_size": ctx.config.image_size},
+            "perceiver.input_preprocessor",
+            f"image_size has no effect in {ctx.model} (any input height and width work)",
+            "remove it, or use PerceiverForImageClassificationLearned if you meant a fixed size",
+        )
+
+
+def _optical_flow(ctx: _Ctx) -> list[Module]:
+    """``PerceiverForOpticalFlow`` (L1433-1475): 3x3 patches of 2 frames (54 channels) through
+    Linear(54, 64), 2-D Fourier features over train_size; decoder queries are the
+    preprocessed inputs (O = M), 1 head, final_layer Linear(322, 2)."""
+    cfg = ctx.config
+    p = "perceiver.input_preprocessor"
+    out_ch = ctx.hardcoded("preprocessor_out_channels", 64, "out_channels=64")
+    if len(cfg.train_size) != 2:
+        ctx.error(
+            "train_size_rank",
+            ("train_size",),
+            {"train_size": list(cfg.train_size)},
+            f"{p}.position_embeddings",
+            f"train_size ({list(cfg.train_size)}) must be [height, width]",
+            "give two numbers, e.g. [368, 496]",
+        )
+    ff = _fourier(ctx, f"{p}.position_embeddings", len(cfg.train_size))
+    kv = Dim(value=out_ch.value + ff.output_size.value, source="derived",
+             rule="conv_after_patches out_channels + Fourier width")
+    d_latents = ctx.field("d_latents")
+    q = Dim(value=kv.value, source="derived", rule="num_channels = preprocessor width")
+    return [
+        Linear(
+            path=f"{p}.conv_after_patches",
+            in_features=Dim(value=54, source="hardcoded", rule="conv_after_patching_in_channels=54"),
+            out_features=out_ch,
+            tokens="inputs",
+        ),
+        ff,
+        _latents(ctx, "perceiver."),
+        *_encoder(ctx, "perceiver.", kv, "inputs"),
+        _attention(
+            ctx,
+            "perceiver.decoder.decoder.decoding_cross_attention",
+            "decoder_cross",
+            q_dim=q,
+            kv_dim=d_latents,
+            qk_channels=_opt(ctx, "decoder_qk_channels"),
+            v_channels=_opt(ctx, "decoder_v_channels"),
+            num_heads=ctx.hardcoded("decoder_num_heads", 1, "num_heads=1 (BasicDecoder default)"),
+            widening_factor=ctx.hardcoded("decoder_widening_factor", 1, "widening_factor=1"),
+            use_query_residual=_bool(ctx, "decoder_use_query_residual", False),
+            use_query_residual_source=_bool_source(ctx, "decoder_use_query_residual"),
+            q_len="inputs",
+            kv_len="latents",
+        ),
+        Linear(
+            path="perceiver.decoder.decoder.final_layer",
+            in_features=q,
+            out_features=Dim(value=2, source="hardcoded", rule="output_num_channels=2"),
+            tokens="inputs",
+        ),
+    ]
+
+
+_BUILDERS = {
+    "PerceiverModel": _bare,
+    "PerceiverForMaskedLM": _masked_lm,
+    "PerceiverForSequenceClassification": _sequence_classification,
+    "PerceiverForImageClassificationLearned": _image_learned,
+    "PerceiverForImageClassificationFourier": _image_fourier,
+    "PerceiverForImageClassificationConvProcessing": _image_conv,
+    "PerceiverForOpticalFlow": _optical_flow,
+}
+
+_INPUT_KIND: dict[str, Literal["tokens", "embeddings", "image", "flow", "multimodal"]] = {
+    "PerceiverModel": "embeddings",
+    "PerceiverForMaskedLM": "tokens",
+    "PerceiverForSequenceClassification": "tokens",
+    "PerceiverForImageClassificationLearned": "image",
+    "PerceiverForImageClassificationFourier": "image",
+    "PerceiverForImageClassificationConvProcessing": "image",
+    "PerceiverForOpticalFlow": "flow",
+    "PerceiverForMultimodalAutoencoding": "multimodal",
+}
+
+
+def model_class_of(config: PerceiverConfig, override: str | None = None) -> ModelClass:
+    """The model class: ``override`` (``--model``), else ``architectures[0]``, else MaskedLM."""
+    name = override or (config.architectures[0] if config.architectures else None)
+    if name is None:
+        return "PerceiverForMaskedLM"
+    for cls in MODEL_CLASSES:
+        if cls == name:
+            return cls
+    import difflib
+
+    close = difflib.get_close_matches(name, MODEL_CLASSES, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else "use one of: " + ", ".join(MODEL_CLASSES)
+    source = "--model" if override else "architectures"
+    raise InputError(f"{source} names {name!r}, which is not a Perceiver model class; {hint}")
+
+
+def _general_findings(ctx: _Ctx) -> None:
+    cfg = ctx.config
+    if cfg.hidden_act not in HIDDEN_ACTS:
+        import difflib
+
+        close = difflib.get_close_matches(cfg.hidden_act, HIDDEN_ACTS, n=1)
+        ctx.error(
+            "hidden_act",
+            ("hidden_act",),
+            {"hidden_act": cfg.hidden_act},
+            "mlp.intermediate_act_fn",
+            f"hidden_act ({cfg.hidden_act!r}) is not an activation transformers knows (ACT2FN)",
+            f"did you mean {close[0]!r}?" if close else "use 'gelu' (the default)",
+        )
+    if "layer_norm_eps" in cfg.model_fields_set and cfg.layer_norm_eps != 1e-5:
+        ctx.warn(
+            "layer_norm_eps_unused",
+            ("layer_norm_eps",),
+            {"layer_norm_eps": cfg.layer_norm_eps},
+            None,
+            f"layer_norm_eps ({cfg.layer_norm_eps}) has no effect: every nn.LayerNorm in "
+            "transformers' Perceiver uses torch's default eps 1e-5",
+            "ignore it, or remove it from the config",
+        )
+    if cfg.model_type != "perceiver":
+        ctx.warn(
+            "model_type",
+            ("model_type",),
+            {"model_type": cfg.model_type},
+            None,
+            f"model_type ({cfg.model_type!r}) is not 'perceiver'",
+            "check that this is a Perceiver config",
+        )
+    from perceiver_calc.config import unknown_key_finding
+
+    for key, value in cfg.unknown_keys.items():
+        ctx.findings.append(unknown_key_finding(key, value, "warning"))
+    if cfg.architectures and len(cfg.architectures) > 1:
+        ctx.warn(
+            "architectures",
+            ("architectures",),
+            {"architectures": list(cfg.architectures)},
+            None,
+            f"architectures lists {len(cfg.architectures)} classes; using the first",
+            "pass --model to choose another",
+        )
+
+
+_CLASS_FIELDS: dict[str, frozenset[str]] = {
+    "decoder_num_heads": frozenset(MODEL_CLASSES) - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
+    "decoder_qk_channels": frozenset(MODEL_CLASSES) - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
+    "decoder_v_channels": frozenset(MODEL_CLASSES) - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
+    "decoder_widening_factor": frozenset(MODEL_CLASSES) - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
+    "decoder_use_query_residual": frozenset(MODEL_CLASSES) - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
+    "decoder_final_project": frozenset({"PerceiverForMaskedLM"}),
+    "preprocessor_out_channels": frozenset(
+        {"PerceiverForImageClassificationLearned", "PerceiverForImageClassificationConvProcessing",
+         "PerceiverForOpticalFlow"}
+    ),
+    "preprocessor_project_pos_dim": frozenset({"PerceiverForImageClassificationLearned"}),
+    "preprocessor_position_num_channels": frozenset({"PerceiverForImageClassificationLearned"}),
+    "fourier_num_bands": frozenset(
+        {"PerceiverForImageClassificationFourier", "PerceiverForImageClassificationConvProcessing",
+         "PerceiverForOpticalFlow"}
+    ),
+    "fourier_max_resolution": frozenset(
+        {"PerceiverForImageClassificationFourier", "PerceiverForImageClassificationConvProcessing",
+         "PerceiverForOpticalFlow"}
+    ),
+}
+
+
+def _unused_hardcoded_fields(ctx: _Ctx) -> None:
+    for name, value in ctx.config.hardcoded_overrides.items():
+        if ctx.model not in _CLASS_FIELDS[name]:
+            ctx.warn(
+                "field_unused",
+                (name,),
+                {name: value},
+                None,
+                f"{name} ({value!r}) has no effect in {ctx.model}",
+                "remove it, or choose the model class it applies to (--model)",
+            )
+
+
+def _param_numel_findings(ctx: _Ctx, modules: list[Module]) -> None:
+    """torch needs every tensor's element count to fit in int64."""
+    from perceiver_calc.params import parameter_shapes
+
+    for m in modules:
+        for name, shape in parameter_shapes(m).items():
+            if math.prod(shape) > INT64_MAX:
+                ctx.error(
+                    "tensor_too_large",
+                    (),
+                    {"shape": list(shape)},
+                    m.path,
+                    f"parameter {name} would have shape {list(shape)}, "
+                    f"{math.prod(shape):.3e} elements; torch's limit is 2**63 - 1",
+                    "use smaller dimensions",
+                )
+
+
+def resolve(config: PerceiverConfig, model: str | None = None) -> ResolvedModel:
+    """Resolve ``config`` for ``model`` (default: from ``architectures``, else MaskedLM).
+
+    Raises :class:`ConfigError` with every error found (transformers would refuse to build the
+    model, or its forward pass would fail for any input); warnings are kept on the result.
+    """
+    cls = model_class_of(config, model)
+    if cls not in _BUILDERS:
+        raise InputError(f"{cls} is not supported yet (see the open issue on model classes)")
+    ctx = _Ctx(config, cls)
+    _general_findings(ctx)
+    _unused_hardcoded_fields(ctx)
+    modules = _BUILDERS[cls](ctx)
+    if not any(f.severity == "error" for f in ctx.findings):
+        _param_numel_findings(ctx, modules)
+    if any(f.severity == "error" for f in ctx.findings):
+        raise ConfigError(ctx.findings)
+    kv = _encoder_kv(modules)
+    fixed = {"latents": config.num_latents, "one": 1}
+    if cls == "PerceiverForMaskedLM":
+        fixed["outputs"] = config.max_position_embeddings
+    elif cls in (
+        "PerceiverForSequenceClassification",
+        "PerceiverForImageClassificationLearned",
+        "PerceiverForImageClassificationFourier",
+        "PerceiverForImageClassificationConvProcessing",
+    ):
+        fixed["outputs"] = 1
+    return ResolvedModel(
+        model=cls,
+        config=config,
+        modules=tuple(modules),
+        findings=tuple(ctx.findings),
+        encoder_kv_dim=kv,
+        fixed_lengths=fixed,
+        input_kind=_INPUT_KIND[cls],
+    )
+
+
+def _encoder_kv(modules: list[Module]) -> Dim:
+    for m in modules:
+        if isinstance(m, PerceiverLayer) and m.role == "encoder_cross":
+            return m.kv_dim
+    raise AssertionError("every Perceiver has an encoder cross-attention")
