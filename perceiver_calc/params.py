@@ -130,7 +130,10 @@ def count_params(resolved: ResolvedModel) -> ParamCounts:
         tensors |= shapes
         buffers |= buffer_shapes(m)
         if shapes:
-            by_module[m.path] = sum(math.prod(s) for s in shapes.values())
+            # ParameterDicts (multimodal padding, masks) are several Parameter entries of one
+            # module path: add them up.
+            n = sum(math.prod(s) for s in shapes.values())
+            by_module[m.path] = by_module.get(m.path, 0) + n
     total = sum(by_module.values())
     return ParamCounts(
         total=total,

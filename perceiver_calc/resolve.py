@@ -870,6 +870,106 @@ def _optical_flow(ctx: _Ctx) -> list[Module]:
     ]
 
 
+def _multimodal(ctx: _Ctx) -> list[Module]:
+    """``PerceiverForMultimodalAutoencoding`` (L1575-1700). All its preprocessor and decoder
+    arguments are hardcoded in the class (not configurable here):
+
+    * encoder input width K = max(audio, image, label widths) + 4 (min_padding_size=4), with
+      audio = samples_per_patch + 385 (192 Fourier bands, 1-D), image = 3·4·4 + 195 (4x4
+      patches, 32 bands, 3-D), label = num_labels; each modality padded to K by a trainable
+      (1, K - width) vector, and a (1, K) mask token per modality;
+    * decoder queries of width Qc = max(385, 195, _label_trainable_num_channels) + 2, each
+      modality padded to Qc; one shared cross-attention (1 head) and final_layer to
+      output_num_channels; postprocessors project to samples_per_patch, 3 and num_labels.
+    """
+    cfg = ctx.config
+    if len(cfg.output_shape) != 4:
+        ctx.error(
+            "output_shape_rank",
+            ("output_shape",),
+            {"output_shape": list(cfg.output_shape)},
+            "perceiver.decoder.modalities.image",
+            f"output_shape ({list(cfg.output_shape)}) must have rank 4 "
+            "(batch, frames, height, width)",
+            "give four numbers, e.g. [1, 16, 224, 224]",
+        )
+    if isinstance(cfg.image_size, tuple):
+        ctx.error(
+            "image_size_int",
+            ("image_size",),
+            {"image_size": list(cfg.image_size)},
+            "perceiver.input_preprocessor.modalities.image",
+            f"image_size ({list(cfg.image_size)}) must be one whole number: it is the Fourier "
+            "max_resolution of the image side",
+            "give the side of the square frames, e.g. 224",
+        )
+    hard = "hardcoded"
+    spp = ctx.field("samples_per_patch")
+    nl = ctx.field("num_labels")
+    c_audio = spp.value + 192 * 2 + 1
+    c_image = 3 * 4 * 4 + 32 * 3 * 2 + 3
+    k = max(c_audio, c_image, nl.value) + 4
+    kv = Dim(value=k, source="derived",
+             rule="max(samples_per_patch + 385, 243, num_labels) + 4 (min_padding_size)")
+    t = Dim(
+        value=cfg.label_trainable_num_channels,
+        source="explicit" if "label_trainable_num_channels" in cfg.model_fields_set else "default",
+        rule="_label_trainable_num_channels",
+    )
+    qc = max(385, 195, t.value) + 2
+    q = Dim(value=qc, source="derived",
+            rule="max(385, 195, _label_trainable_num_channels) + 2 (min_padding_size)")
+    p = "perceiver.input_preprocessor"
+    d = "perceiver.decoder"
+    mods: list[Module] = []
+    for name, width in (("audio", c_audio), ("image", c_image), ("label", nl.value)):
+        mods.append(Parameter(path=f"{p}.padding", name=name,
+                              shape=(Dim(value=1, source=hard, rule="1"),
+                                     Dim(value=k - width, source="derived", rule=f"K - {name} width")),
+                              note=f"pads {name} inputs from {width} to K channels"))
+    for name in ("audio", "image", "label"):
+        mods.append(Parameter(path=f"{p}.mask", name=name,
+                              shape=(Dim(value=1, source=hard, rule="1"), kv),
+                              note=f"mask token for {name} (mask_probs: label 1.0, others 0.0)"))
+    mods += [_latents(ctx, "perceiver."), *_encoder(ctx, "perceiver.", kv, "inputs")]
+    mods.append(Parameter(path=f"{d}.modalities.label.decoder.output_position_encodings",
+                          name="position_embeddings",
+                          shape=(Dim(value=1, source=hard, rule="index_dims=1"), t),
+                          note="the trainable label query (1, _label_trainable_num_channels)"))
+    for name, width in (("audio", 385), ("image", 195), ("label", t.value)):
+        mods.append(Parameter(path=f"{d}.padding", name=name,
+                              shape=(Dim(value=1, source=hard, rule="1"),
+                                     Dim(value=qc - width, source="derived", rule=f"Qc - {name} query width")),
+                              note=f"pads {name} queries from {width} to Qc channels"))
+    mods.append(
+        _attention(
+            ctx,
+            f"{d}.decoder.decoding_cross_attention",
+            "decoder_cross",
+            q_dim=q,
+            kv_dim=ctx.field("d_latents"),
+            qk_channels=None,
+            v_channels=None,
+            num_heads=Dim(value=1, source=hard, rule="num_heads=1 (BasicDecoder default)"),
+            widening_factor=Dim(value=1, source=hard, rule="widening_factor=1"),
+            use_query_residual=False,
+            use_query_residual_source=hard,
+            q_len="outputs",
+            kv_len="latents",
+        )
+    )
+    o_ch = ctx.field("output_num_channels")
+    mods.append(Linear(path=f"{d}.decoder.final_layer", in_features=q, out_features=o_ch, tokens="outputs"))
+    post = "perceiver.output_postprocessor.modalities"
+    mods += [
+        Linear(path=f"{post}.audio.classifier", in_features=o_ch, out_features=spp, tokens="outputs"),
+        Linear(path=f"{post}.image.classifier", in_features=o_ch,
+               out_features=Dim(value=3, source=hard, rule="out_channels=3"), tokens="outputs"),
+        Linear(path=f"{post}.label.classifier", in_features=o_ch, out_features=nl, tokens="outputs"),
+    ]
+    return mods
+
+
 _BUILDERS = {
     "PerceiverModel": _bare,
     "PerceiverForMaskedLM": _masked_lm,
@@ -878,6 +978,7 @@ _BUILDERS = {
     "PerceiverForImageClassificationFourier": _image_fourier,
     "PerceiverForImageClassificationConvProcessing": _image_conv,
     "PerceiverForOpticalFlow": _optical_flow,
+    "PerceiverForMultimodalAutoencoding": _multimodal,
 }
 
 _INPUT_KIND: dict[str, Literal["tokens", "embeddings", "image", "flow", "multimodal"]] = {
