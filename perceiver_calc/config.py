@@ -388,7 +388,9 @@ def _validation_findings(err: ValidationError) -> list[Finding]:
                 values={field: value},
                 module=None,
                 rule=f"{path} ({_short(value)}): {msg[0].lower()}{msg[1:]}",
-                fix=_PYDANTIC_FIX.get(e["type"], "see docs/config-reference.md for the allowed values"),
+                fix=_PYDANTIC_FIX.get(
+                    e["type"], "see docs/config-reference.md for the allowed values"
+                ),
             )
         )
     return findings
@@ -443,7 +445,7 @@ def _from_dict(data: Mapping[str, Any], *, strict: bool) -> PerceiverConfig:
                         fields=("id2label",),
                         values={"id2label": {}},
                         module=None,
-                        rule="id2label ({}) gives 0 labels; classification heads need num_labels >= 1",
+                        rule="id2label ({}) gives 0 labels; classification needs num_labels >= 1",
                         fix="list the labels, or remove id2label and set num_labels",
                     )
                 )
@@ -461,7 +463,18 @@ def _from_dict(data: Mapping[str, Any], *, strict: bool) -> PerceiverConfig:
         )
     except ValidationError as err:
         findings += _validation_findings(err)
-        raise ConfigError(findings) from None
+        bad = {str(e["loc"][0]) for e in err.errors() if e["loc"]}
+        partial: PerceiverConfig | None
+        try:
+            partial = PerceiverConfig.model_validate(
+                {k: v for k, v in fields.items() if k not in bad}
+                | {"base_keys": base, "unknown_keys": unknown}
+            )
+        except ValidationError:
+            partial = None
+        # Unknown keys are warned about with the errors: a typo often explains them.
+        findings += [unknown_key_finding(k, v, "warning") for k, v in unknown.items() if not strict]
+        raise ConfigError(findings, partial) from None
     if findings:
         raise ConfigError(findings)
     if config.problem_type == "single_label_classification" and config.num_labels == 1:

@@ -10,7 +10,10 @@ A :class:`Finding` names the config field(s), their values, the rule, the module
 the derived width, and what to do. Errors and warnings share the type; ``severity`` tells them
 apart. Text shape (pinned by tests)::
 
-    qk_channels (100) must be divisible by num_cross_attention_heads (8) [perceiver.encoder.cross_attention]; choose a multiple of 8 or leave it unset
+    qk_channels (100) must be divisible by num_cross_attention_heads (8)
+    [perceiver.encoder.cross_attention]; choose a multiple of 8 for qk_channels or leave it unset
+
+(one line in practice; wrapped here).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class Finding(BaseModel):
     values: dict[str, Any]
     """field -> the value the config gave (or the resolved value, for derived widths)."""
     module: str | None
-    """transformers module path that receives the width, e.g. ``perceiver.encoder.cross_attention``."""
+    """transformers module path that gets the width, e.g. ``perceiver.encoder.cross_attention``."""
     rule: str
     """What must hold, with the values filled in."""
     fix: str
@@ -59,12 +62,17 @@ class InputError(PerceiverCalcError):
 class ConfigError(PerceiverCalcError):
     """The config is invalid. ``findings`` holds every error (and the warnings found with them)."""
 
-    def __init__(self, findings: list[Finding] | tuple[Finding, ...]) -> None:
+    def __init__(self, findings: list[Finding] | tuple[Finding, ...], partial: Any = None) -> None:
         self.findings: tuple[Finding, ...] = tuple(findings)
+        self.partial = partial
+        """The config validated without its bad fields (a PerceiverConfig), when that works:
+        lets ``validate`` report the dimension errors of the rest at the same time."""
         errors = [f for f in self.findings if f.severity == "error"]
+        warnings = [f for f in self.findings if f.severity == "warning"]
         n = len(errors)
         lines = [f"invalid config: {n} error{'s' if n != 1 else ''}"]
         lines += [f"  - {f}" for f in errors]
+        lines += [f"  warning: {f}" for f in warnings]
         super().__init__("\n".join(lines))
 
     @property

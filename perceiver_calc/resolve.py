@@ -23,11 +23,20 @@ input length M, known only with a workload), ``"outputs"`` (decoder queries).
 from __future__ import annotations
 
 import math
-from typing import Literal
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from perceiver_calc.config import HIDDEN_ACTS, MODEL_CLASSES, ModelClass, PerceiverConfig
+from perceiver_calc.config import (
+    HIDDEN_ACTS,
+    MODEL_CLASSES,
+    ModelClass,
+    PerceiverConfig,
+    load_config,
+)
 from perceiver_calc.errors import ConfigError, Finding, InputError
 
 __all__ = [
@@ -44,6 +53,7 @@ __all__ = [
     "TiedOutput",
     "model_class_of",
     "resolve",
+    "validate",
 ]
 
 Source = Literal["explicit", "default", "hardcoded", "derived"]
@@ -239,13 +249,13 @@ class _Ctx:
         value = getattr(self.config, name)
         if value is not None:
             return Dim(value=int(value), source="explicit", rule=name)
-        return Dim(value=class_value, source="hardcoded", rule=f"{what} in {self.model}")
+        return Dim(value=class_value, source="hardcoded", rule=f"{what}, hardcoded by {self.model}")
 
     def error(
         self,
         code: str,
         fields: tuple[str, ...],
-        values: dict[str, object],
+        values: Mapping[str, object],
         module: str | None,
         rule: str,
         fix: str,
@@ -255,7 +265,7 @@ class _Ctx:
                 severity="error",
                 code=code,
                 fields=fields,
-                values=values,
+                values=dict(values),
                 module=module,
                 rule=rule,
                 fix=fix,
@@ -266,7 +276,7 @@ class _Ctx:
         self,
         code: str,
         fields: tuple[str, ...],
-        values: dict[str, object],
+        values: Mapping[str, object],
         module: str | None,
         rule: str,
         fix: str,
@@ -276,7 +286,7 @@ class _Ctx:
                 severity="warning",
                 code=code,
                 fields=fields,
-                values=values,
+                values=dict(values),
                 module=module,
                 rule=rule,
                 fix=fix,
@@ -284,9 +294,17 @@ class _Ctx:
         )
 
 
-def _fields_of(dim: Dim) -> tuple[str, ...]:
-    """The config fields a Dim's rule names (for error messages)."""
-    return tuple(dim.rule.split(" ")[0].split("+")) if dim.source != "hardcoded" else ()
+_HEADS_FIELD = {
+    "encoder_cross": "num_cross_attention_heads",
+    "encoder_self": "num_self_attention_heads",
+    "decoder_cross": "decoder_num_heads",
+}
+
+
+def _rule_fields(rule: str) -> tuple[str, ...]:
+    """Config fields named at the start of a Dim's rule (``"d_model (text ...)"`` -> d_model)."""
+    head = rule.split(" ")[0]
+    return (head,) if head in PerceiverConfig.model_fields else ()
 
 
 def _attention(
@@ -312,7 +330,8 @@ def _attention(
     PerceiverAttention (L271-290) and PerceiverSelfAttention (L152-162)::
 
         if is_cross and qk_channels is None:
-            qk = q_dim if cross_attention_shape_for_attention == "q" else kv_dim if "kv" else ValueError
+            qk = q_dim if shape == "q" else kv_dim if shape == "kv" else ValueError
+            (shape = config.cross_attention_shape_for_attention)
         else:
             qk = qk_channels if not None else q_dim
         v = v_channels if not None else qk
@@ -359,17 +378,38 @@ def _attention(
         else Dim(value=v.value, source="derived", rule="v_channels (self-attention output)")
     )
     heads = num_heads.value
+    heads_field = (
+        _HEADS_FIELD[role] if num_heads.source != "hardcoded" or role == "decoder_cross" else None
+    )
+    prefix = "decoder_" if role == "decoder_cross" else ""
     for name, dim in (("qk_channels", qk), ("v_channels", v)):
+        if name == "v_channels" and v_channels is None and qk.value % heads != 0:
+            continue  # v defaults to qk: the qk_channels error already says it
         if dim.value % heads != 0:
-            origin = dim.rule if dim.source != "hardcoded" else f"{dim.value}, {dim.rule}"
+            origin = "" if dim.rule in (name, f"decoder_{name}") else f" = {dim.rule}"
+            heads_label = heads_field or "num_heads"
+            heads_origin = "" if num_heads.source != "hardcoded" else f", {num_heads.rule}"
+            divisors = [d for d in range(1, heads) if dim.value % d == 0][-4:]
+            if dim.rule in (name, f"decoder_{name}"):
+                fix = f"choose a multiple of {heads} for {dim.rule} or leave it unset"
+            else:
+                alternatives = [f"set {prefix}{name} to a multiple of {heads}"]
+                alternatives += [f"make {f} a multiple of {heads}" for f in _rule_fields(dim.rule)]
+                fix = (
+                    f"choose {heads_label} among the divisors of {dim.value} "
+                    f"({', '.join(map(str, divisors))}), or " + ", or ".join(alternatives)
+                )
+            fields = tuple(
+                f for f in (heads_field, f"{prefix}{name}", *_rule_fields(dim.rule)) if f
+            )
             ctx.error(
                 f"heads_divide_{name}",
-                tuple(dict.fromkeys((*_fields_of(dim), *_fields_of(num_heads)))),
-                {name: dim.value, num_heads.rule: heads},
-                path,
-                f"{name} ({dim.value}, from {origin}) must be divisible by "
-                f"{num_heads.rule} ({heads})",
-                _divisibility_fix(name, dim, num_heads),
+                tuple(dict.fromkeys(fields)),
+                {name: dim.value, heads_label: heads},
+                re.sub(r"self_attends\.\d+$", "self_attends.*", path),
+                f"{name} ({dim.value}{origin}) must be divisible by {heads_label} "
+                f"({heads}{heads_origin})",
+                fix,
             )
     return PerceiverLayer(
         path=path,
@@ -391,17 +431,6 @@ def _attention(
     )
 
 
-def _divisibility_fix(name: str, dim: Dim, heads: Dim) -> str:
-    h = heads.value
-    if dim.source in ("explicit", "default") and dim.rule in ("qk_channels", "v_channels"):
-        return f"choose a multiple of {h} for {dim.rule} or leave it unset"
-    divisors = [d for d in range(1, min(h, 64) + 1) if dim.value % d == 0]
-    return (
-        f"choose {heads.rule} among the divisors of {dim.value} (e.g. {divisors[-1]}) or set "
-        f"qk_channels/v_channels to a multiple of {h}"
-    )
-
-
 def _encoder(ctx: _Ctx, prefix: str, kv_dim: Dim, kv_len: TokenCount) -> list[PerceiverLayer]:
     """``{prefix}embeddings`` latents are separate; this is ``{prefix}encoder`` (L418-466)."""
     cfg = ctx.config
@@ -418,8 +447,7 @@ def _encoder(ctx: _Ctx, prefix: str, kv_dim: Dim, kv_len: TokenCount) -> list[Pe
                 ("d_latents", heads.rule),
                 {"d_latents": d_latents.value, heads.rule: heads.value},
                 f"{prefix}encoder",
-                f"d_latents ({d_latents.value}) must be divisible by {heads.rule} "
-                f"({heads.value})",
+                f"d_latents ({d_latents.value}) must be divisible by {heads.rule} ({heads.value})",
                 f"choose d_latents as a multiple of {heads.value} or change {heads.rule}",
             )
     layers = [
@@ -475,8 +503,11 @@ def _check_self_attention_width(ctx: _Ctx, layer: PerceiverLayer, prefix: str) -
     if v == d:
         return
     path = f"{prefix}encoder.self_attends.*"
-    values = {"v_channels": ctx.config.v_channels, "qk_channels": ctx.config.qk_channels,
-              "d_latents": d}
+    values = {
+        "v_channels": ctx.config.v_channels,
+        "qk_channels": ctx.config.qk_channels,
+        "d_latents": d,
+    }
     if v == 1:
         ctx.warn(
             "self_attention_width_broadcast",
@@ -612,7 +643,11 @@ def _masked_lm(ctx: _Ctx) -> list[Module]:
     d_model = ctx.field("d_model")
     d_latents = ctx.field("d_latents")
     positions = ctx.field("max_position_embeddings")
-    mods: list[Module] = [*pre, _latents(ctx, "perceiver."), *_encoder(ctx, "perceiver.", kv, "inputs")]
+    mods: list[Module] = [
+        *pre,
+        _latents(ctx, "perceiver."),
+        *_encoder(ctx, "perceiver.", kv, "inputs"),
+    ]
     # The decoder's queries are P trainable positions of width text_preprocessor.num_channels
     # (= d_model): the model always emits max_position_embeddings outputs (L812-815, 823).
     mods.append(
@@ -624,7 +659,11 @@ def _masked_lm(ctx: _Ctx) -> list[Module]:
         )
     )
     q_dim = Dim(value=d_model.value, source="derived", rule="d_model (num_channels)")
-    v_default = Dim(value=d_model.value, source="hardcoded", rule="v_channels=d_model in PerceiverForMaskedLM")
+    v_default = Dim(
+        value=d_model.value,
+        source="hardcoded",
+        rule="d_model (v_channels as PerceiverForMaskedLM sets it)",
+    )
     mods.append(
         _attention(
             ctx,
@@ -645,7 +684,8 @@ def _masked_lm(ctx: _Ctx) -> list[Module]:
     )
     out_width = d_model
     if cfg.decoder_final_project:
-        # BasicDecoder(final_project=True) adds final_layer Linear(num_channels, output_num_channels)
+        # BasicDecoder(final_project=True) adds final_layer
+        # Linear(num_channels, output_num_channels)
         # with output_num_channels=d_latents as PerceiverForMaskedLM passes it (L811).
         mods.append(
             Linear(
@@ -702,9 +742,7 @@ def _image_learned(ctx: _Ctx) -> list[Module]:
     cfg = ctx.config
     p = "perceiver.input_preprocessor"
     out_ch = ctx.hardcoded("preprocessor_out_channels", 256, "out_channels=256")
-    pos_ch = ctx.hardcoded(
-        "preprocessor_position_num_channels", 256, "trainable num_channels=256"
-    )
+    pos_ch = ctx.hardcoded("preprocessor_position_num_channels", 256, "trainable num_channels=256")
     proj = ctx.hardcoded("preprocessor_project_pos_dim", 256, "project_pos_dim=256")
     if isinstance(cfg.image_size, tuple):
         ctx.error(
@@ -730,8 +768,10 @@ def _image_learned(ctx: _Ctx) -> list[Module]:
         ctx.error(
             "position_projection_width",
             ("preprocessor_position_num_channels", "preprocessor_out_channels"),
-            {"preprocessor_position_num_channels": pos_ch.value,
-             "preprocessor_out_channels": out_ch.value},
+            {
+                "preprocessor_position_num_channels": pos_ch.value,
+                "preprocessor_out_channels": out_ch.value,
+            },
             f"{p}.positions_projection",
             f"the trainable position width ({pos_ch.value}) must equal preprocessor_out_channels "
             f"({out_ch.value}): positions_projection is Linear(out_channels, project_pos_dim)",
@@ -756,9 +796,11 @@ def _image_learned(ctx: _Ctx) -> list[Module]:
             path=f"{p}.position_embeddings",
             name="position_embeddings",
             shape=(n_pos, pos_ch),
-            note="trainable positions (image_size², channels); the input must have that many pixels",
+            note="trainable positions (image_size², channels): inputs need image_size² pixels",
         ),
-        Linear(path=f"{p}.positions_projection", in_features=out_ch, out_features=proj, tokens="inputs"),
+        Linear(
+            path=f"{p}.positions_projection", in_features=out_ch, out_features=proj, tokens="inputs"
+        ),
         _latents(ctx, "perceiver."),
         *_encoder(ctx, "perceiver.", kv, "inputs"),
         *_classification_decoder(ctx),
@@ -772,8 +814,12 @@ def _image_fourier(ctx: _Ctx) -> list[Module]:
     ff = _fourier(ctx, "perceiver.input_preprocessor.position_embeddings", 2)
     kv = Dim(value=3 + ff.output_size.value, source="derived", rule="3 pixels + Fourier width")
     _image_size_unused(ctx)
-    return [ff, _latents(ctx, "perceiver."), *_encoder(ctx, "perceiver.", kv, "inputs"),
-            *_classification_decoder(ctx)]
+    return [
+        ff,
+        _latents(ctx, "perceiver."),
+        *_encoder(ctx, "perceiver.", kv, "inputs"),
+        *_classification_decoder(ctx),
+    ]
 
 
 def _image_conv(ctx: _Ctx) -> list[Module]:
@@ -782,8 +828,11 @@ def _image_conv(ctx: _Ctx) -> list[Module]:
     p = "perceiver.input_preprocessor"
     out_ch = ctx.hardcoded("preprocessor_out_channels", 64, "out_channels=64")
     ff = _fourier(ctx, f"{p}.position_embeddings", 2)
-    kv = Dim(value=out_ch.value + ff.output_size.value, source="derived",
-             rule="conv out_channels + Fourier width")
+    kv = Dim(
+        value=out_ch.value + ff.output_size.value,
+        source="derived",
+        rule="conv out_channels + Fourier width",
+    )
     _image_size_unused(ctx)
     return [
         Conv2d(
@@ -832,14 +881,19 @@ def _optical_flow(ctx: _Ctx) -> list[Module]:
             "give two numbers, e.g. [368, 496]",
         )
     ff = _fourier(ctx, f"{p}.position_embeddings", len(cfg.train_size))
-    kv = Dim(value=out_ch.value + ff.output_size.value, source="derived",
-             rule="conv_after_patches out_channels + Fourier width")
+    kv = Dim(
+        value=out_ch.value + ff.output_size.value,
+        source="derived",
+        rule="conv_after_patches out_channels + Fourier width",
+    )
     d_latents = ctx.field("d_latents")
     q = Dim(value=kv.value, source="derived", rule="num_channels = preprocessor width")
     return [
         Linear(
             path=f"{p}.conv_after_patches",
-            in_features=Dim(value=54, source="hardcoded", rule="conv_after_patching_in_channels=54"),
+            in_features=Dim(
+                value=54, source="hardcoded", rule="conv_after_patching_in_channels=54"
+            ),
             out_features=out_ch,
             tokens="inputs",
         ),
@@ -903,44 +957,73 @@ def _multimodal(ctx: _Ctx) -> list[Module]:
             "max_resolution of the image side",
             "give the side of the square frames, e.g. 224",
         )
-    hard = "hardcoded"
+    hard: Source = "hardcoded"
     spp = ctx.field("samples_per_patch")
     nl = ctx.field("num_labels")
     c_audio = spp.value + 192 * 2 + 1
     c_image = 3 * 4 * 4 + 32 * 3 * 2 + 3
     k = max(c_audio, c_image, nl.value) + 4
-    kv = Dim(value=k, source="derived",
-             rule="max(samples_per_patch + 385, 243, num_labels) + 4 (min_padding_size)")
+    kv = Dim(
+        value=k,
+        source="derived",
+        rule="max(samples_per_patch + 385, 243, num_labels) + 4 (min_padding_size)",
+    )
     t = Dim(
         value=cfg.label_trainable_num_channels,
         source="explicit" if "label_trainable_num_channels" in cfg.model_fields_set else "default",
         rule="_label_trainable_num_channels",
     )
     qc = max(385, 195, t.value) + 2
-    q = Dim(value=qc, source="derived",
-            rule="max(385, 195, _label_trainable_num_channels) + 2 (min_padding_size)")
+    q = Dim(
+        value=qc,
+        source="derived",
+        rule="max(385, 195, _label_trainable_num_channels) + 2 (min_padding_size)",
+    )
     p = "perceiver.input_preprocessor"
     d = "perceiver.decoder"
     mods: list[Module] = []
     for name, width in (("audio", c_audio), ("image", c_image), ("label", nl.value)):
-        mods.append(Parameter(path=f"{p}.padding", name=name,
-                              shape=(Dim(value=1, source=hard, rule="1"),
-                                     Dim(value=k - width, source="derived", rule=f"K - {name} width")),
-                              note=f"pads {name} inputs from {width} to K channels"))
+        mods.append(
+            Parameter(
+                path=f"{p}.padding",
+                name=name,
+                shape=(
+                    Dim(value=1, source=hard, rule="1"),
+                    Dim(value=k - width, source="derived", rule=f"K - {name} width"),
+                ),
+                note=f"pads {name} inputs from {width} to K channels",
+            )
+        )
     for name in ("audio", "image", "label"):
-        mods.append(Parameter(path=f"{p}.mask", name=name,
-                              shape=(Dim(value=1, source=hard, rule="1"), kv),
-                              note=f"mask token for {name} (mask_probs: label 1.0, others 0.0)"))
+        mods.append(
+            Parameter(
+                path=f"{p}.mask",
+                name=name,
+                shape=(Dim(value=1, source=hard, rule="1"), kv),
+                note=f"mask token for {name} (mask_probs: label 1.0, others 0.0)",
+            )
+        )
     mods += [_latents(ctx, "perceiver."), *_encoder(ctx, "perceiver.", kv, "inputs")]
-    mods.append(Parameter(path=f"{d}.modalities.label.decoder.output_position_encodings",
-                          name="position_embeddings",
-                          shape=(Dim(value=1, source=hard, rule="index_dims=1"), t),
-                          note="the trainable label query (1, _label_trainable_num_channels)"))
+    mods.append(
+        Parameter(
+            path=f"{d}.modalities.label.decoder.output_position_encodings",
+            name="position_embeddings",
+            shape=(Dim(value=1, source=hard, rule="index_dims=1"), t),
+            note="the trainable label query (1, _label_trainable_num_channels)",
+        )
+    )
     for name, width in (("audio", 385), ("image", 195), ("label", t.value)):
-        mods.append(Parameter(path=f"{d}.padding", name=name,
-                              shape=(Dim(value=1, source=hard, rule="1"),
-                                     Dim(value=qc - width, source="derived", rule=f"Qc - {name} query width")),
-                              note=f"pads {name} queries from {width} to Qc channels"))
+        mods.append(
+            Parameter(
+                path=f"{d}.padding",
+                name=name,
+                shape=(
+                    Dim(value=1, source=hard, rule="1"),
+                    Dim(value=qc - width, source="derived", rule=f"Qc - {name} query width"),
+                ),
+                note=f"pads {name} queries from {width} to Qc channels",
+            )
+        )
     mods.append(
         _attention(
             ctx,
@@ -959,13 +1042,23 @@ def _multimodal(ctx: _Ctx) -> list[Module]:
         )
     )
     o_ch = ctx.field("output_num_channels")
-    mods.append(Linear(path=f"{d}.decoder.final_layer", in_features=q, out_features=o_ch, tokens="outputs"))
+    mods.append(
+        Linear(path=f"{d}.decoder.final_layer", in_features=q, out_features=o_ch, tokens="outputs")
+    )
     post = "perceiver.output_postprocessor.modalities"
     mods += [
-        Linear(path=f"{post}.audio.classifier", in_features=o_ch, out_features=spp, tokens="outputs"),
-        Linear(path=f"{post}.image.classifier", in_features=o_ch,
-               out_features=Dim(value=3, source=hard, rule="out_channels=3"), tokens="outputs"),
-        Linear(path=f"{post}.label.classifier", in_features=o_ch, out_features=nl, tokens="outputs"),
+        Linear(
+            path=f"{post}.audio.classifier", in_features=o_ch, out_features=spp, tokens="outputs"
+        ),
+        Linear(
+            path=f"{post}.image.classifier",
+            in_features=o_ch,
+            out_features=Dim(value=3, source=hard, rule="out_channels=3"),
+            tokens="outputs",
+        ),
+        Linear(
+            path=f"{post}.label.classifier", in_features=o_ch, out_features=nl, tokens="outputs"
+        ),
     ]
     return mods
 
@@ -1058,25 +1151,39 @@ def _general_findings(ctx: _Ctx) -> None:
 
 
 _CLASS_FIELDS: dict[str, frozenset[str]] = {
-    "decoder_num_heads": frozenset(MODEL_CLASSES) - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
-    "decoder_qk_channels": frozenset(MODEL_CLASSES) - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
-    "decoder_v_channels": frozenset(MODEL_CLASSES) - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
-    "decoder_widening_factor": frozenset(MODEL_CLASSES) - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
-    "decoder_use_query_residual": frozenset(MODEL_CLASSES) - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
+    "decoder_num_heads": frozenset(MODEL_CLASSES)
+    - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
+    "decoder_qk_channels": frozenset(MODEL_CLASSES)
+    - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
+    "decoder_v_channels": frozenset(MODEL_CLASSES)
+    - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
+    "decoder_widening_factor": frozenset(MODEL_CLASSES)
+    - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
+    "decoder_use_query_residual": frozenset(MODEL_CLASSES)
+    - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
     "decoder_final_project": frozenset({"PerceiverForMaskedLM"}),
     "preprocessor_out_channels": frozenset(
-        {"PerceiverForImageClassificationLearned", "PerceiverForImageClassificationConvProcessing",
-         "PerceiverForOpticalFlow"}
+        {
+            "PerceiverForImageClassificationLearned",
+            "PerceiverForImageClassificationConvProcessing",
+            "PerceiverForOpticalFlow",
+        }
     ),
     "preprocessor_project_pos_dim": frozenset({"PerceiverForImageClassificationLearned"}),
     "preprocessor_position_num_channels": frozenset({"PerceiverForImageClassificationLearned"}),
     "fourier_num_bands": frozenset(
-        {"PerceiverForImageClassificationFourier", "PerceiverForImageClassificationConvProcessing",
-         "PerceiverForOpticalFlow"}
+        {
+            "PerceiverForImageClassificationFourier",
+            "PerceiverForImageClassificationConvProcessing",
+            "PerceiverForOpticalFlow",
+        }
     ),
     "fourier_max_resolution": frozenset(
-        {"PerceiverForImageClassificationFourier", "PerceiverForImageClassificationConvProcessing",
-         "PerceiverForOpticalFlow"}
+        {
+            "PerceiverForImageClassificationFourier",
+            "PerceiverForImageClassificationConvProcessing",
+            "PerceiverForOpticalFlow",
+        }
     ),
 }
 
@@ -1110,6 +1217,35 @@ def _param_numel_findings(ctx: _Ctx, modules: list[Module]) -> None:
                     f"{math.prod(shape):.3e} elements; torch's limit is 2**63 - 1",
                     "use smaller dimensions",
                 )
+
+
+def validate(
+    source: str | Path | Mapping[str, Any] | Any,
+    model: str | None = None,
+    *,
+    strict: bool = False,
+) -> ResolvedModel:
+    """Load and resolve in one step, reporting every error at once.
+
+    When some fields have the wrong type or range, the rest of the config is still resolved
+    (the bad fields at their defaults) and the dimension errors that do not involve the bad
+    fields are reported with them. Raises :class:`ConfigError` or :class:`InputError`.
+    """
+    try:
+        config = load_config(source, strict=strict)
+    except ConfigError as err:
+        if err.partial is None:
+            raise
+        bad = {f for finding in err.findings for f in finding.fields}
+        try:
+            resolve(err.partial, model)
+        except ConfigError as more:
+            extra = [f for f in more.findings if not bad.intersection(f.fields)]
+            raise ConfigError([*err.findings, *extra]) from None
+        except InputError:
+            pass
+        raise
+    return resolve(config, model)
 
 
 def resolve(config: PerceiverConfig, model: str | None = None) -> ResolvedModel:

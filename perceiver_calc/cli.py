@@ -1,0 +1,170 @@
+"""``perceiver-calc``: a thin command line over the library.
+
+Parse, call the library, render, map errors to exit codes:
+
+* 0: success;
+* 2: bad input (unreadable path, malformed JSON, invalid config, bad option): a message on
+  stderr, no traceback;
+* 1: an internal error (a bug in perceiver-calc): a short message on stderr.
+
+This module must not import torch (a test checks it).
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from perceiver_calc.errors import ConfigError, InputError, PerceiverCalcError
+from perceiver_calc.report import (
+    Report,
+    build_report,
+    render_explain,
+    render_json,
+    render_markdown,
+    render_table,
+)
+from perceiver_calc.resolve import validate as validate_config
+
+app = typer.Typer(
+    name="perceiver-calc",
+    help=(
+        "Validate Perceiver configs (Hugging Face transformers) and count their parameters, "
+        "without building the model."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+PathArg = Annotated[
+    Path,
+    typer.Argument(
+        help="A config.json, or a folder holding one (as saved by transformers).",
+        show_default=False,
+    ),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Model class (default: the config's architectures[0], else PerceiverForMaskedLM).",
+    ),
+]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Treat keys PerceiverConfig does not know as errors.")
+]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+
+
+def _stdout() -> Console:
+    # Module paths are long (transformers' names, verbatim): when the output is not a terminal
+    # (a pipe, a file, a test), use a width they fit in instead of rich's 80 columns.
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=160)
+    return console
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(message, markup=False)
+    raise typer.Exit(code)
+
+
+def _build(path: Path, model: str | None, strict: bool) -> Report:
+    return build_report(validate_config(path, model, strict=strict), source=str(path))
+
+
+def _guard(path: Path, model: str | None, strict: bool) -> Report:
+    """Build the report, turning every expected failure into exit status 2."""
+    try:
+        return _build(path, model, strict)
+    except ConfigError as err:
+        _fail(f"error: {path}: {err}", 2)
+    except PerceiverCalcError as err:
+        _fail(f"error: {err}", 2)
+    except (RecursionError, MemoryError) as err:  # absurd input, e.g. deeply nested JSON
+        _fail(f"error: {path}: input too large or too deeply nested ({type(err).__name__})", 2)
+
+
+@app.command()
+def report(
+    path: PathArg,
+    model: ModelOpt = None,
+    strict: StrictOpt = False,
+    format: FormatOpt = Format.table,
+) -> None:
+    """Resolved dimensions, parameters by module, and findings for one config."""
+    rep = _guard(path, model, strict)
+    if format is Format.json:
+        typer.echo(render_json(rep))
+    elif format is Format.markdown:
+        typer.echo(render_markdown(rep), nl=False)
+    else:
+        render_table(rep, _stdout())
+
+
+@app.command()
+def explain(
+    path: PathArg,
+    model: ModelOpt = None,
+    strict: StrictOpt = False,
+    format: FormatOpt = Format.table,
+) -> None:
+    """Every module's dimensions with where each came from (field, default, hardcoded, rule)."""
+    rep = _guard(path, model, strict)
+    if format is Format.json:
+        typer.echo(rep.model_dump_json(include={"model", "dimensions", "findings"}, indent=2))
+    elif format is Format.markdown:
+        typer.echo(render_markdown(rep), nl=False)
+    else:
+        render_explain(rep, _stdout())
+
+
+@app.command()
+def validate(
+    path: PathArg,
+    model: ModelOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Check a config; print its findings. Exit 0 when valid, 2 when not."""
+    rep = _guard(path, model, strict)
+    out = _stdout()
+    out.print(f"{path}: valid {rep.model} ({rep.params.total:,} parameters)")
+    for f in rep.findings:
+        out.print(f"  {f.severity}: {f}", markup=False)
+
+
+def main() -> None:
+    """Console-script entry point: exit 1 with a short message on internal errors."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except InputError as err:  # pragma: no cover - commands catch these themselves
+        _fail(f"error: {err}", 2)
+    except Exception as err:
+        Console(stderr=True).print(
+            f"internal error: {type(err).__name__}: {err}\n"
+            "This is a bug in perceiver-calc; please report it with the config that caused it.",
+            markup=False,
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,394 @@
+"""The Report (JSON-serialisable, no arithmetic) and its renderers: table, JSON, markdown.
+
+A :class:`Report` is assembled from the outputs of ``resolve`` and the counting functions;
+rendering only formats what it holds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from pydantic import BaseModel, ConfigDict
+from rich import box
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from perceiver_calc.errors import Finding
+from perceiver_calc.params import ParamCounts, count_params
+from perceiver_calc.resolve import (
+    BatchNorm2d,
+    Conv2d,
+    Dim,
+    Embedding,
+    FourierFeatures,
+    Linear,
+    Module,
+    Parameter,
+    PerceiverLayer,
+    ResolvedModel,
+    Source,
+    TiedOutput,
+)
+
+__all__ = ["ModuleDims", "Report", "build_report", "render_json", "render_markdown", "render_table"]
+
+
+class ModuleDims(BaseModel):
+    """One module's resolved dimensions, each with its source and rule."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    kind: str
+    dims: dict[str, Dim]
+    notes: tuple[str, ...] = ()
+
+
+class ParamsSection(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    total: int
+    trainable: int
+    by_module: dict[str, int]
+    tensors: dict[str, tuple[int, ...]]
+    buffers: dict[str, tuple[int, ...]]
+
+
+class Report(BaseModel):
+    """Everything ``perceiver-calc report`` shows, as data."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    source: str | None
+    params: ParamsSection
+    dimensions: tuple[ModuleDims, ...]
+    findings: tuple[Finding, ...]
+
+
+def _flag(value: bool, source: Source, rule: str) -> Dim:
+    return Dim(value=int(value), source=source, rule=rule)
+
+
+def module_dims(m: Module) -> ModuleDims:
+    """The dims of one resolved module, for display."""
+    match m:
+        case PerceiverLayer():
+            dims = {
+                "q_dim": m.q_dim,
+                "kv_dim": m.kv_dim,
+                "qk_channels": m.qk_channels,
+                "v_channels": m.v_channels,
+                "num_heads": m.num_heads,
+                "qk_channels_per_head": Dim(
+                    value=m.qk_channels.value // m.num_heads.value,
+                    source="derived",
+                    rule="qk_channels / num_heads",
+                ),
+                "v_channels_per_head": Dim(
+                    value=m.v_channels.value // m.num_heads.value,
+                    source="derived",
+                    rule="v_channels / num_heads",
+                ),
+                "output_channels": m.output_channels,
+                "widening_factor": m.widening_factor,
+                "use_query_residual": _flag(
+                    m.use_query_residual,
+                    m.use_query_residual_source,
+                    "use_query_residual" if m.role == "encoder_cross" else "class",
+                ),
+            }
+            notes = [f"queries: {m.q_len}, keys/values: {m.kv_len}"]
+            if m.applications > 1:
+                notes.append(f"applied num_blocks = {m.applications} times (weights shared)")
+            return ModuleDims(path=m.path, kind=m.role, dims=dims, notes=tuple(notes))
+        case Embedding():
+            return ModuleDims(
+                path=m.path,
+                kind="embedding",
+                dims={"num_embeddings": m.num_embeddings, "embedding_dim": m.embedding_dim},
+            )
+        case Linear():
+            return ModuleDims(
+                path=m.path,
+                kind="linear",
+                dims={"in_features": m.in_features, "out_features": m.out_features},
+            )
+        case Conv2d():
+            return ModuleDims(
+                path=m.path,
+                kind="conv2d",
+                dims={"in_channels": m.in_channels, "out_channels": m.out_channels},
+                notes=(
+                    f"kernel {m.kernel_size}x{m.kernel_size}, stride {m.stride}"
+                    + (", 'same' padding" if m.same_padding else "")
+                    + ("" if m.bias else ", no bias"),
+                ),
+            )
+        case BatchNorm2d():
+            return ModuleDims(
+                path=m.path, kind="batchnorm2d", dims={"num_features": m.num_features}
+            )
+        case Parameter():
+            return ModuleDims(
+                path=f"{m.path}.{m.name}",
+                kind="parameter",
+                dims={f"dim{i}": d for i, d in enumerate(m.shape)},
+                notes=(m.note,),
+            )
+        case FourierFeatures():
+            return ModuleDims(
+                path=m.path,
+                kind="fourier",
+                dims={"num_bands": m.num_bands, "output_size": m.output_size},
+                notes=(f"{m.num_dims}-D, sin and cos, positions concatenated; no parameters",),
+            )
+        case TiedOutput():
+            return ModuleDims(
+                path=m.path,
+                kind="tied_output",
+                dims={"in_features": m.in_features, "vocab_size": m.vocab_size},
+                notes=(f"weight tied to {m.tied_to}; only the bias is a new parameter",),
+            )
+
+
+def build_report(
+    resolved: ResolvedModel,
+    params: ParamCounts | None = None,
+    *,
+    source: str | None = None,
+) -> Report:
+    p = params if params is not None else count_params(resolved)
+    return Report(
+        model=resolved.model,
+        source=source,
+        params=ParamsSection(
+            total=p.total,
+            trainable=p.trainable,
+            by_module=p.by_module,
+            tensors=p.tensors,
+            buffers=p.buffers,
+        ),
+        dimensions=tuple(module_dims(m) for m in resolved.modules),
+        findings=resolved.findings,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# JSON
+
+
+def render_json(report: Report, *, include_tensors: bool = False) -> str:
+    data = report.model_dump(mode="json")
+    if not include_tensors:
+        data["params"].pop("tensors")
+    return json.dumps(data, indent=2)
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+
+_SELF = re.compile(r"^(?P<prefix>.*encoder\.self_attends)\.(?P<i>\d+)$")
+
+
+def grouped_params(by_module: dict[str, int]) -> list[tuple[str, int, str]]:
+    """(label, params, note) rows, the identical self_attends layers folded into one row."""
+    rows: list[tuple[str, int, str]] = []
+    group: dict[str, list[int]] = {}
+    for path, n in by_module.items():
+        m = _SELF.match(path)
+        if m:
+            key = m["prefix"]
+            if key not in group:
+                group[key] = []
+                rows.append((key, 0, ""))
+            group[key].append(n)
+        else:
+            rows.append((path, n, ""))
+    out: list[tuple[str, int, str]] = []
+    for label, n, note in rows:
+        if label in group:
+            counts = group[label]
+            note = f"{len(counts)} layers x {counts[0]:,}" if len(set(counts)) == 1 else ""
+            out.append((f"{label}.0-{len(counts) - 1}", sum(counts), note))
+        else:
+            out.append((label, n, note))
+    return out
+
+
+def _params_table(report: Report) -> Table:
+    total = report.params.total
+    t = Table(title="Parameters by module", box=box.SIMPLE_HEAD, title_justify="left")
+    t.add_column("module (transformers path)", no_wrap=True)
+    t.add_column("params", justify="right")
+    t.add_column("share", justify="right")
+    t.add_column("note")
+    for label, n, note in grouped_params(report.params.by_module):
+        t.add_row(label, f"{n:,}", f"{100 * n / total:.1f}%" if total else "-", note)
+    t.add_row(
+        "total", f"{total:,}", "100.0%", f"trainable {report.params.trainable:,}", style="bold"
+    )
+    if report.params.buffers:
+        n_buf = sum(_prod(s) for s in report.params.buffers.values())
+        t.add_row("buffers (not parameters)", f"{n_buf:,}", "", ", ".join(report.params.buffers))
+    return t
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _layers_table(report: Report) -> Table:
+    t = Table(title="Attention layers (resolved)", box=box.SIMPLE_HEAD, title_justify="left")
+    for col in (
+        "module",
+        "q_dim",
+        "kv_dim",
+        "qk",
+        "v",
+        "heads",
+        "qk/head",
+        "v/head",
+        "out",
+        "widen",
+        "q residual",
+    ):
+        t.add_column(col, justify="left" if col == "module" else "right", no_wrap=True)
+    seen_self = False
+    for md in report.dimensions:
+        if md.kind not in ("encoder_cross", "encoder_self", "decoder_cross"):
+            continue
+        label = md.path
+        if md.kind == "encoder_self":
+            if seen_self:
+                continue
+            seen_self = True
+            label = re.sub(r"\.0$", ".*", md.path)
+        d = md.dims
+        t.add_row(
+            label,
+            *(
+                str(d[k].value)
+                for k in (
+                    "q_dim",
+                    "kv_dim",
+                    "qk_channels",
+                    "v_channels",
+                    "num_heads",
+                    "qk_channels_per_head",
+                    "v_channels_per_head",
+                    "output_channels",
+                    "widening_factor",
+                )
+            ),
+            "yes" if d["use_query_residual"].value else "no",
+        )
+    return t
+
+
+def _findings_group(findings: tuple[Finding, ...]) -> Group | None:
+    if not findings:
+        return None
+    lines = [Text("Findings", style="bold")]
+    for f in findings:
+        style = "red" if f.severity == "error" else "yellow"
+        lines.append(Text(f"  {f.severity}: {f}", style=style))
+    return Group(*lines)
+
+
+def render_table(report: Report, console: Console) -> None:
+    title = Text(report.model, style="bold")
+    if report.source:
+        title.append(f"  ({report.source})", style="dim")
+    console.print(title)
+    console.print(f"parameters: {report.params.total:,}")
+    console.print(_layers_table(report))
+    console.print(_params_table(report))
+    group = _findings_group(report.findings)
+    if group is not None:
+        console.print(group)
+
+
+def render_explain(report: Report, console: Console) -> None:
+    """Every module's dims with source and rule: the seed notes' tables, for any config."""
+    title = Text(f"{report.model}: resolved dimensions", style="bold")
+    if report.source:
+        title.append(f"  ({report.source})", style="dim")
+    console.print(title)
+    seen_self = False
+    for md in report.dimensions:
+        if md.kind == "encoder_self":
+            if seen_self:
+                continue
+            seen_self = True
+        path = re.sub(r"self_attends\.0$", "self_attends.*", md.path)
+        t = Table(title=f"{path}  [{md.kind}]", box=box.SIMPLE_HEAD, title_justify="left")
+        t.add_column("dimension")
+        t.add_column("value", justify="right")
+        t.add_column("source")
+        t.add_column("from")
+        for name, dim in md.dims.items():
+            value = str(dim.value)
+            if name == "use_query_residual":
+                value = "yes" if dim.value else "no"
+            t.add_row(name, value, dim.source, dim.rule)
+        console.print(t)
+        for note in md.notes:
+            console.print(f"  {note}", style="dim")
+    group = _findings_group(report.findings)
+    if group is not None:
+        console.print(group)
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+
+
+def render_markdown(report: Report) -> str:
+    out = [f"# {report.model}", ""]
+    if report.source:
+        out += [f"Config: `{report.source}`", ""]
+    out += [f"**Parameters: {report.params.total:,}** (trainable {report.params.trainable:,})", ""]
+    out += [
+        "## Attention layers",
+        "",
+        "| module | q_dim | kv_dim | qk | v | heads | out | widening | query residual |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    seen_self = False
+    for md in report.dimensions:
+        if md.kind not in ("encoder_cross", "encoder_self", "decoder_cross"):
+            continue
+        if md.kind == "encoder_self":
+            if seen_self:
+                continue
+            seen_self = True
+        d = md.dims
+        path = re.sub(r"self_attends\.0$", "self_attends.*", md.path)
+        vals = " | ".join(
+            str(d[k].value)
+            for k in (
+                "q_dim",
+                "kv_dim",
+                "qk_channels",
+                "v_channels",
+                "num_heads",
+                "output_channels",
+                "widening_factor",
+            )
+        )
+        res = "yes" if d["use_query_residual"].value else "no"
+        out.append(f"| `{path}` | {vals} | {res} |")
+    out += ["", "## Parameters by module", "", "| module | params | note |", "|---|---:|---|"]
+    for label, n, note in grouped_params(report.params.by_module):
+        out.append(f"| `{label}` | {n:,} | {note} |")
+    out.append(f"| **total** | **{report.params.total:,}** | |")
+    if report.findings:
+        out += ["", "## Findings", ""]
+        out += [f"- **{f.severity}** `{f.code}`: {f}" for f in report.findings]
+    return "\n".join(out) + "\n"
