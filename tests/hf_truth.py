@@ -114,6 +114,7 @@ LABEL_CLASSES: frozenset[str] = frozenset(
 )
 
 _TEXT_CLASSES = frozenset({"PerceiverForMaskedLM", "PerceiverForSequenceClassification"})
+_MULTIMODAL = "PerceiverForMultimodalAutoencoding"
 _IMAGE_CLASSES = frozenset(
     {
         "PerceiverForImageClassificationLearned",
@@ -123,11 +124,11 @@ _IMAGE_CLASSES = frozenset(
 )
 
 # Defaults of the workload fields that do not come from the config (see `Workload`).
-_DEFAULT_BARE_SEQ_LEN = 8
-_DEFAULT_FOURIER_IMAGE = (8, 8)
-_DEFAULT_CONV_IMAGE = (16, 16)  # conv 7x7/2 then maxpool 3/2: 16 -> 8 -> 3, so M = 9
-_DEFAULT_IMAGE_POINTS = 8
-_DEFAULT_AUDIO_POINTS = 4
+# They match perceiver_calc.workload's defaults, so one set of Workload arguments means the same
+# inputs on both sides: 224x224 is the DeepMind checkpoints' ImageNet size, and transformers'
+# multimodal example decodes a video in 128 chunks (1/128 of the image and audio queries each).
+_DEFAULT_IMAGE_SIDE = 224
+_MULTIMODAL_CHUNKS = 128
 
 # Refuse to build bigger models than this on CPU (hf_outcome / saved activations / CPU FLOPs).
 _CPU_PARAM_LIMIT = 50_000_000
@@ -144,19 +145,24 @@ class Workload:
 
     :func:`resolve_workload` fills every ``None``; the defaults are:
 
-    * ``seq_len`` (M): text classes: ``max_position_embeddings`` (the masked-LM decoder always
-      emits ``max_position_embeddings`` positions, so MaskedLM *training with labels* needs
-      M == max_position_embeddings); bare ``PerceiverModel``: 8 inputs of width ``d_model``.
+    These are the same names and defaults as ``perceiver_calc.workload.Workload``:
+
+    * ``seq_len`` (M): text classes and bare ``PerceiverModel`` (inputs of width ``d_model``):
+      ``max_position_embeddings``. The masked-LM decoder always emits
+      ``max_position_embeddings`` positions, so MaskedLM *training with labels* needs
+      M == max_position_embeddings; M > max_position_embeddings fails for text classes.
     * ``image_size`` (H, W): Learned: ``(image_size, image_size)`` (H·W must equal
-      ``image_size**2``); Fourier: (8, 8); Conv: (16, 16) -> 3x3 = 9 tokens after the conv
-      preprocessor (H, W >= 5 needed); OpticalFlow: ``train_size`` (H·W must equal its
-      product). Multimodal: ``(image_size, image_size)`` of each video frame (multiples of 4).
+      ``image_size**2``); Fourier and Conv: (224, 224) (Conv needs H, W >= 5: conv 7x7/2 then
+      maxpool 3/2, 224 -> 112 -> 55); OpticalFlow: ``train_size`` (H·W must equal its product);
+      Multimodal: ``(image_size, image_size)`` of each video frame (multiples of 4). Pass a
+      small size explicitly for CPU runs of the Fourier / Conv classes.
     * ``num_frames`` (multimodal): ``config.num_frames``.
-    * ``audio_samples`` (multimodal): ``num_frames * audio_samples_per_frame`` (a multiple of
-      ``samples_per_patch``).
-    * ``image_points`` / ``audio_points`` (multimodal subsampled decoder queries): the first
-      ``min(8, num_frames·S·S)`` flat image indices of ``output_shape[1:4]`` and the first
-      ``min(4, audio_samples // samples_per_patch)`` audio patch indices (``torch.arange``).
+    * ``audio_samples`` (multimodal): ``num_frames * audio_samples_per_frame`` (must be a
+      multiple of ``samples_per_patch``).
+    * ``subsampled_image_points`` / ``subsampled_audio_points`` (multimodal decoder queries):
+      ``max(1, prod(output_shape[1:4]) // 128)`` and
+      ``max(1, (num_frames·audio_samples_per_frame // samples_per_patch) // 128)``; the inputs
+      are ``torch.arange(n)`` (the first n flat indices), as in transformers' example.
 
     ``training``: model.train() (dropout active) and, for FLOPs/activations, a backward.
     ``with_labels``: pass ``labels`` (only meaningful for :data:`LABEL_CLASSES`).
@@ -167,8 +173,8 @@ class Workload:
     image_size: tuple[int, int] | None = None
     num_frames: int | None = None
     audio_samples: int | None = None
-    image_points: int | None = None
-    audio_points: int | None = None
+    subsampled_image_points: int | None = None
+    subsampled_audio_points: int | None = None
     training: bool = False
     with_labels: bool = False
 
@@ -187,51 +193,44 @@ def resolve_workload(model_class: str, config: Mapping[str, Any], workload: Work
     """
     _check_class(model_class)
     w = workload
-    if model_class == "PerceiverModel":
-        return replace(w, seq_len=w.seq_len if w.seq_len is not None else _DEFAULT_BARE_SEQ_LEN)
-    if model_class in _TEXT_CLASSES:
+    if model_class == "PerceiverModel" or model_class in _TEXT_CLASSES:
         seq = w.seq_len if w.seq_len is not None else int(_cfg(config, "max_position_embeddings"))
         return replace(w, seq_len=seq)
+    side = _cfg(config, "image_size")
+    side = side if isinstance(side, int) else _DEFAULT_IMAGE_SIDE
     if w.image_size is not None:
         image = w.image_size
-    elif model_class == "PerceiverForImageClassificationLearned":
-        s = _cfg(config, "image_size")
-        image = (s, s) if isinstance(s, int) else _DEFAULT_FOURIER_IMAGE
-    elif model_class == "PerceiverForImageClassificationFourier":
-        image = _DEFAULT_FOURIER_IMAGE
-    elif model_class == "PerceiverForImageClassificationConvProcessing":
-        image = _DEFAULT_CONV_IMAGE
+    elif model_class in ("PerceiverForImageClassificationLearned", _MULTIMODAL):
+        image = (side, side)
     elif model_class == "PerceiverForOpticalFlow":
         ts = tuple(_cfg(config, "train_size"))
         image = (int(ts[0]), int(ts[1])) if len(ts) >= 2 else (int(ts[0]), 1)
-    else:  # multimodal
-        s = _cfg(config, "image_size")
-        image = (s, s) if isinstance(s, int) else (int(s[0]), int(s[1]))
-    if model_class != "PerceiverForMultimodalAutoencoding":
+    else:  # Fourier, Conv
+        image = (_DEFAULT_IMAGE_SIDE, _DEFAULT_IMAGE_SIDE)
+    if model_class != _MULTIMODAL:
         return replace(w, image_size=image)
     frames = w.num_frames if w.num_frames is not None else int(_cfg(config, "num_frames"))
-    audio = (
-        w.audio_samples
-        if w.audio_samples is not None
-        else frames * int(_cfg(config, "audio_samples_per_frame"))
-    )
+    n_audio_config = int(_cfg(config, "num_frames")) * int(_cfg(config, "audio_samples_per_frame"))
+    audio = w.audio_samples if w.audio_samples is not None else n_audio_config
     out_shape = tuple(_cfg(config, "output_shape"))
-    n_image_queries = math.prod(out_shape[1:4]) if len(out_shape) >= 2 else 1
-    n_audio_queries = audio // max(int(_cfg(config, "samples_per_patch")), 1)
+    n_image_queries = math.prod(out_shape[1:4]) if len(out_shape) == 4 else 1
+    n_audio_queries = n_audio_config // max(int(_cfg(config, "samples_per_patch")), 1)
+    image_points = w.subsampled_image_points
+    audio_points = w.subsampled_audio_points
     return replace(
         w,
         image_size=image,
         num_frames=frames,
         audio_samples=audio,
-        image_points=(
-            w.image_points
-            if w.image_points is not None
-            else max(1, min(_DEFAULT_IMAGE_POINTS, n_image_queries))
+        subsampled_image_points=(
+            image_points
+            if image_points is not None
+            else max(1, n_image_queries // _MULTIMODAL_CHUNKS)
         ),
-        audio_points=(
-            w.audio_points
-            if w.audio_points is not None
-            else max(1, min(_DEFAULT_AUDIO_POINTS, n_audio_queries))
+        subsampled_audio_points=(
+            audio_points
+            if audio_points is not None
+            else max(1, n_audio_queries // _MULTIMODAL_CHUNKS)
         ),
     )
 
@@ -350,8 +349,9 @@ def make_inputs(
     * OpticalFlow: ``inputs`` (B, 2, 27, H, W). Labels (B, H, W, 2) float32 if asked for
       (transformers raises NotImplementedError on them).
     * Multimodal: ``inputs = {"image": (B, F, 3, H, W), "audio": (B, A, 1), "label": (B, nl)}``
-      and ``subsampled_output_points = {"image": arange(image_points), "audio":
-      arange(audio_points), "label": None}``. Labels (B, nl) if asked for (NotImplementedError).
+      and ``subsampled_output_points = {"image": arange(subsampled_image_points), "audio":
+      arange(subsampled_audio_points), "label": None}``. Labels (B, nl) if asked for
+      (NotImplementedError).
 
     ``attention_mask`` is always ``None`` (no padding). Tensors are random (seeded) on real
     devices and uninitialised on meta. Raises ValueError for ``with_labels`` on PerceiverModel,
@@ -393,15 +393,15 @@ def make_inputs(
         return kwargs
     # PerceiverForMultimodalAutoencoding
     assert w.num_frames is not None and w.audio_samples is not None
-    assert w.image_points is not None and w.audio_points is not None
+    assert w.subsampled_image_points is not None and w.subsampled_audio_points is not None
     kwargs["inputs"] = {
         "image": _randn((b, w.num_frames, 3, h, wd), device, gen),
         "audio": _randn((b, w.audio_samples, 1), device, gen),
         "label": torch.zeros((b, num_labels), device=device),
     }
     kwargs["subsampled_output_points"] = {
-        "image": torch.arange(w.image_points, device=device),
-        "audio": torch.arange(w.audio_points, device=device),
+        "image": torch.arange(w.subsampled_image_points, device=device),
+        "audio": torch.arange(w.subsampled_audio_points, device=device),
         "label": None,
     }
     if w.with_labels:
