@@ -1,0 +1,366 @@
+"""Workloads: what a forward (and backward) pass is run on, and the token counts it implies.
+
+A :class:`Workload` names the input (batch size and, per model class, the text length, image
+size, flow frame size or multimodal inputs and subsampled outputs), the number format, the mode
+(inference or training), the optimizer and activation checkpointing. Fields that depend on the
+config are ``None`` by default and resolved once, by :func:`resolved_inputs`, from the config the
+way transformers' own usage examples do:
+
+======================================  ===================================================
+model class                             default input
+======================================  ===================================================
+PerceiverModel                          ``(B, max_position_embeddings, d_model)`` embeddings
+PerceiverForMaskedLM / SequenceCls      ``max_position_embeddings`` token ids
+ImageClassificationLearned              ``image_size x image_size`` (it needs exactly that)
+ImageClassificationFourier / Conv       ``224 x 224`` (the DeepMind checkpoints' size)
+OpticalFlow                             ``train_size`` (it needs H·W == that product)
+MultimodalAutoencoding                  ``num_frames`` frames of ``image_size x image_size``,
+                                        ``num_frames·audio_samples_per_frame`` audio samples,
+                                        one label vector; decoded outputs subsampled to 1/128
+                                        of the image and audio outputs (transformers' example
+                                        decodes a video in 128 chunks)
+======================================  ===================================================
+
+:func:`lengths` turns a workload into the token counts the resolved modules name
+(``"latents"``, ``"inputs"``, ``"outputs"``, ``"one"``), plus per-modality counts for the
+multimodal model (``"inputs.audio"``, ``"outputs.image"``, ...).
+
+:func:`check_workload` reports, as :class:`~perceiver_calc.errors.Finding` s, every input that
+would make transformers' forward pass fail for this model (errors) or that transformers accepts
+with a caveat (warnings).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from perceiver_calc.errors import Finding
+from perceiver_calc.resolve import ResolvedModel
+
+__all__ = [
+    "DTYPES",
+    "Dtype",
+    "InputShape",
+    "Workload",
+    "check_workload",
+    "conv_stem_sizes",
+    "lengths",
+    "resolved_inputs",
+]
+
+Dtype = Literal["fp32", "bf16", "fp16", "mixed-bf16", "mixed-fp16"]
+DTYPES: tuple[Dtype, ...] = ("fp32", "bf16", "fp16", "mixed-bf16", "mixed-fp16")
+Mode = Literal["inference", "training"]
+Optimizer = Literal["sgd", "sgd-momentum", "adam", "adamw"]
+
+_Pos = Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+# transformers' multimodal example (PerceiverForMultimodalAutoencoding.forward docstring)
+# decodes a video in 128 chunks, each chunk subsampling 1/128 of the image and audio outputs.
+MULTIMODAL_CHUNKS = 128
+# Fourier/Conv image classifiers: the DeepMind checkpoints' ImageNet resolution.
+DEFAULT_IMAGE_SIDE = 224
+
+
+class Workload(BaseModel):
+    """One pass of a model: input sizes, number format, mode, optimizer, checkpointing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    batch_size: _Pos = 1
+    seq_len: _Pos | None = None
+    """Text / bare model: input length M. Default: max_position_embeddings."""
+    image_size: tuple[_Pos, _Pos] | None = None
+    """(height, width) of the images (image classes), of each flow frame (optical flow) or of
+    each video frame (multimodal). Default: see the module docstring."""
+    num_frames: _Pos | None = None
+    """Multimodal: video frames in the input. Default: config num_frames."""
+    audio_samples: _Pos | None = None
+    """Multimodal: audio samples in the input. Default: num_frames·audio_samples_per_frame."""
+    subsampled_image_points: _Pos | None = None
+    """Multimodal: image output points decoded (``subsampled_output_points['image']``).
+    Default: prod(output_shape[1:4]) // 128, at least 1."""
+    subsampled_audio_points: _Pos | None = None
+    """Multimodal: audio output patches decoded. Default:
+    (num_frames·audio_samples_per_frame // samples_per_patch) // 128, at least 1."""
+    dtype: Dtype = "fp32"
+    mode: Mode = "inference"
+    optimizer: Optimizer = "adamw"
+    checkpointing: bool = False
+    """Activation checkpointing of every PerceiverLayer (transformers' Perceiver has no
+    built-in switch; this models wrapping each layer in torch.utils.checkpoint)."""
+
+
+
+class InputShape(BaseModel):
+    """A workload's inputs with every default filled in for one model class."""
+
+    model_config = ConfigDict(frozen=True)
+
+    batch_size: int
+    seq_len: int | None = None
+    image_size: tuple[int, int] | None = None
+    num_frames: int | None = None
+    audio_samples: int | None = None
+    subsampled_image_points: int | None = None
+    subsampled_audio_points: int | None = None
+
+
+def _n_audio_config(resolved: ResolvedModel) -> int:
+    cfg = resolved.config
+    return cfg.num_frames * cfg.audio_samples_per_frame
+
+
+def _image_output_points(resolved: ResolvedModel) -> int:
+    shape = resolved.config.output_shape
+    return math.prod(shape[1:4]) if len(shape) == 4 else 1
+
+
+def resolved_inputs(resolved: ResolvedModel, workload: Workload) -> InputShape:
+    """The workload's input sizes for this model class, defaults filled in."""
+    cfg = resolved.config
+    kind = resolved.input_kind
+    b = workload.batch_size
+    if kind in ("tokens", "embeddings"):
+        return InputShape(batch_size=b, seq_len=workload.seq_len or cfg.max_position_embeddings)
+    if kind == "image":
+        if workload.image_size is not None:
+            size = workload.image_size
+        elif resolved.model == "PerceiverForImageClassificationLearned":
+            side = cfg.image_size if isinstance(cfg.image_size, int) else DEFAULT_IMAGE_SIDE
+            size = (side, side)
+        else:
+            size = (DEFAULT_IMAGE_SIDE, DEFAULT_IMAGE_SIDE)
+        return InputShape(batch_size=b, image_size=size)
+    if kind == "flow":
+        ts = cfg.train_size
+        default = (ts[0], ts[1]) if len(ts) == 2 else (ts[0], 1)
+        return InputShape(batch_size=b, image_size=workload.image_size or default)
+    # multimodal
+    side = cfg.image_size if isinstance(cfg.image_size, int) else DEFAULT_IMAGE_SIDE
+    spp = cfg.samples_per_patch
+    n_audio_out = _n_audio_config(resolved) // spp
+    return InputShape(
+        batch_size=b,
+        image_size=workload.image_size or (side, side),
+        num_frames=workload.num_frames or cfg.num_frames,
+        audio_samples=workload.audio_samples or _n_audio_config(resolved),
+        subsampled_image_points=workload.subsampled_image_points
+        or max(1, _image_output_points(resolved) // MULTIMODAL_CHUNKS),
+        subsampled_audio_points=workload.subsampled_audio_points
+        or max(1, n_audio_out // MULTIMODAL_CHUNKS),
+    )
+
+
+def conv_stem_sizes(h: int, w: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Conv2DDownsample (modeling_perceiver.py L2390-2425): Conv2dSamePadding 7x7 stride 2
+    (pads 3 each side: out = ceil(x/2)), then MaxPool2d(3, stride 2, no padding):
+    out = floor((x - 3) / 2) + 1. Returns ((conv h, w), (pooled h, w)); 224 -> 112 -> 55."""
+    h1, w1 = -(-h // 2), -(-w // 2)
+    return (h1, w1), ((h1 - 3) // 2 + 1, (w1 - 3) // 2 + 1)
+
+
+def lengths(resolved: ResolvedModel, workload: Workload) -> dict[str, int]:
+    """Token counts per sample: ``latents`` (N), ``inputs`` (encoder input length M),
+    ``outputs`` (decoder queries O), ``one``; multimodal adds ``inputs.<modality>`` and
+    ``outputs.<modality>`` (audio, image, label). Sizes that do not divide evenly are floored
+    as transformers' reshapes would (check_workload reports them as errors)."""
+    inp = resolved_inputs(resolved, workload)
+    cfg = resolved.config
+    out: dict[str, int] = {"latents": cfg.num_latents, "one": 1}
+    kind = resolved.input_kind
+    model = resolved.model
+    if kind in ("tokens", "embeddings"):
+        assert inp.seq_len is not None
+        out["inputs"] = inp.seq_len
+        if model == "PerceiverForMaskedLM":
+            # The decoder always emits max_position_embeddings positions (L812-815).
+            out["outputs"] = cfg.max_position_embeddings
+        elif model == "PerceiverForSequenceClassification":
+            out["outputs"] = 1
+        else:
+            out["outputs"] = 0  # bare PerceiverModel: no decoder
+        return out
+    if kind == "image":
+        assert inp.image_size is not None
+        h, w = inp.image_size
+        if model == "PerceiverForImageClassificationConvProcessing":
+            _, (ho, wo) = conv_stem_sizes(h, w)
+            out["inputs"] = max(ho, 0) * max(wo, 0)
+        else:
+            out["inputs"] = h * w
+        out["outputs"] = 1
+        return out
+    if kind == "flow":
+        assert inp.image_size is not None
+        h, w = inp.image_size
+        out["inputs"] = h * w
+        # The decoder queries are the preprocessed inputs (PerceiverOpticalFlowDecoder).
+        out["outputs"] = h * w
+        return out
+    assert inp.image_size is not None and inp.num_frames is not None
+    assert inp.audio_samples is not None
+    assert inp.subsampled_image_points is not None and inp.subsampled_audio_points is not None
+    h, w = inp.image_size
+    spp = cfg.samples_per_patch
+    out["inputs.audio"] = inp.audio_samples // spp
+    out["inputs.image"] = inp.num_frames * (h // 4) * (w // 4)  # 4x4 patches, 1 frame each
+    out["inputs.label"] = 1
+    out["inputs"] = out["inputs.audio"] + out["inputs.image"] + out["inputs.label"]
+    out["outputs.audio"] = inp.subsampled_audio_points
+    out["outputs.image"] = inp.subsampled_image_points
+    out["outputs.label"] = 1
+    out["outputs"] = out["outputs.audio"] + out["outputs.image"] + out["outputs.label"]
+    return out
+
+
+def _error(code: str, fields: tuple[str, ...], values: dict[str, object], module: str | None,
+           rule: str, fix: str, severity: Literal["error", "warning"] = "error") -> Finding:
+    return Finding(severity=severity, code=code, fields=fields, values=values, module=module,
+                   rule=rule, fix=fix)
+
+
+def check_workload(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
+    """Errors for inputs transformers' forward pass would reject for this model; warnings for
+    inputs it accepts with a caveat. Field names are the workload's (``seq_len``, ...) and the
+    config's (``max_position_embeddings``, ...)."""
+    inp = resolved_inputs(resolved, workload)
+    cfg = resolved.config
+    model = resolved.model
+    kind = resolved.input_kind
+    found: list[Finding] = []
+    training = workload.mode == "training"
+    if kind in ("tokens", "embeddings"):
+        assert inp.seq_len is not None
+        m, p = inp.seq_len, cfg.max_position_embeddings
+        if kind == "tokens" and m > p:
+            found.append(_error(
+                "seq_len_too_long", ("seq_len", "max_position_embeddings"),
+                {"seq_len": m, "max_position_embeddings": p},
+                "perceiver.input_preprocessor.position_embeddings",
+                f"seq_len ({m}) must be at most max_position_embeddings ({p}): the position "
+                "embedding lookup has only that many rows (IndexError)",
+                f"use seq_len <= {p}, or raise max_position_embeddings",
+            ))
+        if model == "PerceiverForMaskedLM" and training and m != p:
+            found.append(_error(
+                "mlm_labels_length", ("seq_len", "max_position_embeddings"),
+                {"seq_len": m, "max_position_embeddings": p},
+                "perceiver.decoder",
+                f"training PerceiverForMaskedLM with labels needs seq_len ({m}) == "
+                f"max_position_embeddings ({p}): the logits always have {p} positions and the "
+                "cross-entropy needs one label per logit row (ValueError)",
+                f"pad the inputs to {p} tokens (padding='max_length')",
+            ))
+        return found
+    assert inp.image_size is not None
+    h, w = inp.image_size
+    if model == "PerceiverForImageClassificationLearned":
+        side = cfg.image_size if isinstance(cfg.image_size, int) else 0
+        if h * w != side * side:
+            found.append(_error(
+                "learned_image_size", ("image_size",),
+                {"workload.image_size": [h, w], "image_size": cfg.image_size},
+                "perceiver.input_preprocessor.position_embeddings",
+                f"the input's height x width ({h}x{w} = {h * w}) must equal image_size² "
+                f"({side}² = {side * side}): the trainable positions are concatenated to every "
+                "pixel (RuntimeError)",
+                f"resize the images to {side}x{side} (or use interpolate_pos_encoding=True, "
+                "which this calculator does not model)",
+            ))
+    elif model == "PerceiverForImageClassificationConvProcessing":
+        (h1, w1), _ = conv_stem_sizes(h, w)
+        if min(h1, w1) < 3:
+            found.append(_error(
+                "conv_image_too_small", ("image_size",), {"workload.image_size": [h, w]},
+                "perceiver.input_preprocessor.convnet",
+                f"the image ({h}x{w}) is too small for the 7x7/2 conv and the 3x3/2 max-pool: "
+                "each side must be at least 5 pixels",
+                "use images of at least 5x5 pixels",
+            ))
+    elif kind == "flow":
+        ts = cfg.train_size
+        need = math.prod(ts)
+        if h * w != need:
+            found.append(_error(
+                "flow_image_size", ("image_size", "train_size"),
+                {"workload.image_size": [h, w], "train_size": list(ts)},
+                "perceiver.decoder",
+                f"the frames' height x width ({h}x{w} = {h * w}) must equal the product of "
+                f"train_size ({list(ts)} -> {need}): the decoder reshapes its output to "
+                "train_size (RuntimeError)",
+                f"use frames of {ts[0]}x{ts[1] if len(ts) > 1 else 1} pixels",
+            ))
+        if training:
+            found.append(_error(
+                "flow_no_labels", ("mode",), {"mode": "training"}, None,
+                "PerceiverForOpticalFlow raises NotImplementedError when given labels; training "
+                "means a loss computed outside the model on its logits",
+                "compute the loss yourself (counted here: the model's own forward and backward)",
+                severity="warning",
+            ))
+    elif kind == "multimodal":
+        assert inp.num_frames is not None and inp.audio_samples is not None
+        assert inp.subsampled_audio_points is not None
+        assert inp.subsampled_image_points is not None
+        spp = cfg.samples_per_patch
+        if inp.audio_samples % spp != 0:
+            found.append(_error(
+                "audio_samples_per_patch", ("audio_samples", "samples_per_patch"),
+                {"audio_samples": inp.audio_samples, "samples_per_patch": spp},
+                "perceiver.input_preprocessor.modalities.audio",
+                f"audio_samples ({inp.audio_samples}) must be a multiple of samples_per_patch "
+                f"({spp}): the audio is reshaped into patches (RuntimeError)",
+                f"use a multiple of {spp} samples",
+            ))
+        if h % 4 or w % 4:
+            found.append(_error(
+                "multimodal_image_patches", ("image_size",), {"workload.image_size": [h, w]},
+                "perceiver.input_preprocessor.modalities.image",
+                f"the frames' height and width ({h}x{w}) must be multiples of 4: they are cut "
+                "into 4x4 patches (RuntimeError)",
+                "use frame sizes divisible by 4",
+            ))
+        if inp.num_frames < 2:
+            found.append(_error(
+                "multimodal_one_frame", ("num_frames",), {"workload.num_frames": inp.num_frames},
+                "perceiver.input_preprocessor.modalities.image",
+                "a one-frame video is squeezed to 2-D patches, which no longer match the 3-D "
+                "Fourier features (RuntimeError)",
+                "give at least 2 frames",
+            ))
+        n_img = _image_output_points(resolved)
+        if inp.subsampled_image_points > n_img:
+            found.append(_error(
+                "subsampled_image_points", ("subsampled_image_points", "output_shape"),
+                {"subsampled_image_points": inp.subsampled_image_points,
+                 "output_shape": list(cfg.output_shape)},
+                "perceiver.decoder.modalities.image",
+                f"subsampled_image_points ({inp.subsampled_image_points}) must be at most "
+                f"prod(output_shape[1:4]) ({n_img}): they index the decoder's output grid",
+                f"decode at most {n_img} image points per pass",
+            ))
+        n_aud = _n_audio_config(resolved) // spp
+        if inp.subsampled_audio_points > n_aud:
+            found.append(_error(
+                "subsampled_audio_points",
+                ("subsampled_audio_points", "num_frames", "audio_samples_per_frame"),
+                {"subsampled_audio_points": inp.subsampled_audio_points,
+                 "audio output patches": n_aud},
+                "perceiver.decoder.modalities.audio",
+                f"subsampled_audio_points ({inp.subsampled_audio_points}) must be at most "
+                f"num_frames·audio_samples_per_frame // samples_per_patch ({n_aud})",
+                f"decode at most {n_aud} audio patches per pass",
+            ))
+        if training:
+            found.append(_error(
+                "multimodal_no_labels", ("mode",), {"mode": "training"}, None,
+                "PerceiverForMultimodalAutoencoding raises NotImplementedError when given "
+                "labels; training means a loss computed outside the model on its logits",
+                "compute the loss yourself (counted here: the model's own forward and backward)",
+                severity="warning",
+            ))
+    return found
