@@ -120,7 +120,8 @@ def main() -> None:
         f"**perceiver-calc is {speedup:.1f}x faster and uses {mem_ratio:.1f}x less memory.** "
         "(Target: at least 10x faster.)",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}.",
         f"Measured {time.strftime('%Y-%m-%d')} with:",
         "",
         "```sh",
