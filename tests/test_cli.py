@@ -264,3 +264,10 @@ def test_console_script_exit_codes(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ")
     assert "Traceback" not in proc.stderr
+
+
+def test_config_reference_is_up_to_date() -> None:
+    """docs/config-reference.md is generated from the code; regenerate it when this fails."""
+    script = ROOT / "docs" / "gen_config_reference.py"
+    proc = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
