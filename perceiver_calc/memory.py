@@ -1,0 +1,515 @@
+"""Exact memory counts from resolved dimensions and a workload (no torch).
+
+Conventions (docs/conventions.md explains each one):
+
+* **Weights**: unique parameters (``params.count_params``) plus buffers (BatchNorm running
+  statistics; ``num_batches_tracked`` is int64) at the workload's dtype. Mixed precision
+  (``mixed-bf16`` / ``mixed-fp16``) = fp32 master weights (4 B) + the half-precision copy
+  autocast makes of every weight and keeps for the step (2 B): 6 B per parameter.
+* **Gradients** (training only): one per parameter in the parameters' dtype: 4 B for fp32 and
+  mixed precision (autocast trains fp32 parameters), 2 B for pure bf16/fp16.
+* **Optimizer states** (training only), in the parameters' dtype (torch.optim's default):
+  Adam/AdamW 2 states (exp_avg, exp_avg_sq), SGD with momentum 1, plain SGD 0.
+* **Activations kept for backward**: the unique storages autograd saves during one training
+  forward (and the loss), parameters and buffers excluded, model inputs included when an op
+  saves them — modelled tensor by tensor after transformers' code (see
+  :func:`saved_tensors`). ``device="cpu"`` reproduces CPU exactly (checked against
+  ``saved_tensors_hooks`` on transformers' model); ``device="cuda"`` differs only in the
+  dropout mask, which CUDA's fused ``native_dropout`` stores as ``torch.bool`` (1 B/element)
+  where CPU stores a float noise tensor of the activation dtype. For half dtypes LayerNorm
+  statistics are counted in fp32 (CUDA's accumulation type). Mixed precision is modelled as
+  2 B per floating activation (not verified: autocast also keeps fp32 copies around its
+  fp32 ops, LayerNorm and softmax).
+* **Activation checkpointing** (every ``PerceiverLayer`` wrapped in ``torch.utils.checkpoint``):
+  a layer keeps only its inputs; its internals are recomputed in backward, so the training
+  total adds the largest single layer's internals (``recompute_peak_bytes``).
+* **Inference peak**: weights + the largest working set of one forward under ``no_grad``:
+  the tensors held across the whole pass (model inputs, the preprocessed inputs, which the
+  decoder reuses, the encoder output) + the largest module's transient tensors. For a
+  ``PerceiverLayer``: its inputs, LayerNorm outputs, Q, K, V, and **two** score tensors
+  (B × heads × queries × keys) — eager attention holds the raw and the scaled scores, then the
+  scaled scores and the probabilities, at the same time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from perceiver_calc.params import buffer_shapes, count_params
+from perceiver_calc.resolve import (
+    Conv2d,
+    Linear,
+    PerceiverLayer,
+    ResolvedModel,
+    TiedOutput,
+)
+from perceiver_calc.workload import Dtype, Workload, conv_stem_sizes, lengths, resolved_inputs
+
+__all__ = [
+    "MemoryCounts",
+    "SavedTensor",
+    "bytes_per_element",
+    "count_memory",
+    "saved_tensors",
+]
+
+Device = Literal["cpu", "cuda"]
+Kind = Literal["float", "stat", "index", "mask"]
+"""float: an activation in the compute dtype; stat: LayerNorm/BatchNorm statistics;
+index: int64 (token ids, labels, max-pool indices); mask: the dropout mask."""
+
+
+def bytes_per_element(kind: Kind, dtype: Dtype, device: Device) -> int:
+    half = dtype != "fp32"
+    if kind == "index":
+        return 8
+    if kind == "stat":
+        return 4  # fp32 on CUDA for half inputs (accumulation type); fp32 anyway in fp32
+    if kind == "mask":
+        if device == "cuda":
+            return 1  # native_dropout's torch.bool mask
+        return 2 if half else 4  # CPU: a float noise tensor of the activation dtype
+    return 2 if half else 4
+
+
+_WEIGHT_BYTES: dict[Dtype, int] = {
+    "fp32": 4,
+    "bf16": 2,
+    "fp16": 2,
+    "mixed-bf16": 6,
+    "mixed-fp16": 6,
+}
+_STATE_BYTES: dict[Dtype, int] = {"fp32": 4, "bf16": 2, "fp16": 2, "mixed-bf16": 4, "mixed-fp16": 4}
+_STATES = {"sgd": 0, "sgd-momentum": 1, "adam": 2, "adamw": 2}
+
+
+class SavedTensor(BaseModel):
+    """One storage autograd keeps for backward."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    """Identity of the storage (views of one storage share it; counted once)."""
+    module: str
+    """Resolved module path that first saves it (``loss`` for the loss)."""
+    elements: int
+    kind: Kind
+    layer_input: bool = False
+    """An input of a PerceiverLayer: kept under activation checkpointing."""
+    in_layer: str | None = None
+    """The PerceiverLayer application whose internals it is (dropped under checkpointing)."""
+
+
+class MemoryCounts(BaseModel):
+    """Bytes (exact integers) for one workload."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dtype: Dtype
+    mode: Literal["inference", "training"]
+    device: Device
+    weights_bytes: int
+    gradients_bytes: int
+    optimizer_bytes: int
+    activations_bytes: int
+    """Kept for backward by the chosen checkpointing setting (training); 0 in inference."""
+    activations_no_checkpointing_bytes: int
+    activations_checkpointing_bytes: int
+    recompute_peak_bytes: int
+    """With checkpointing: the largest layer's internals, live again during its backward."""
+    inference_peak_bytes: int
+    """Weights + the largest working set of a no-grad forward (incl. two score tensors)."""
+    largest_attention_scores_bytes: int
+    """The biggest (B, heads, queries, keys) score tensor of the model, one copy."""
+    total_bytes: int
+    """Training: weights + gradients + optimizer + activations (+ recompute peak).
+    Inference: inference_peak_bytes."""
+    by_module: dict[str, int]
+    """Activation bytes kept for backward per resolved module path (chosen checkpointing)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Saved tensors: the graph of one training forward
+
+
+class _Graph:
+    def __init__(self) -> None:
+        self.saved: dict[str, SavedTensor] = {}
+        self.counter = 0
+
+    def new(self, name: str) -> str:
+        self.counter += 1
+        return f"{name}#{self.counter}"
+
+    def save(
+        self,
+        sid: str | None,
+        module: str,
+        elements: int,
+        kind: Kind = "float",
+        *,
+        layer_input: bool = False,
+        in_layer: str | None = None,
+    ) -> None:
+        if sid is None or elements <= 0:
+            return  # a parameter's storage (latents, trainable queries), or an empty tensor
+        prev = self.saved.get(sid)
+        if prev is not None:
+            if layer_input and not prev.layer_input:
+                self.saved[sid] = prev.model_copy(update={"layer_input": True, "in_layer": None})
+            return
+        self.saved[sid] = SavedTensor(
+            id=sid,
+            module=module,
+            elements=elements,
+            kind=kind,
+            layer_input=layer_input,
+            in_layer=in_layer,
+        )
+
+
+def _activation_saves(hidden_act: str) -> int:
+    """How many (B, Q, W·q_dim) tensors the MLP keeps: the activation's saved tensors plus
+    dense2's input, unique storages. gelu / silu / gelu_pytorch_tanh save their input (2);
+    relu / sigmoid / tanh save their output, which is dense2's input (1); quick_gelu
+    (x·sigmoid(1.702x)) keeps x, the sigmoid and the product (3). Others: 2 (not verified)."""
+    if hidden_act in ("relu", "sigmoid", "tanh", "relu6", "leaky_relu"):
+        return 1
+    if hidden_act == "quick_gelu":
+        return 3
+    return 2
+
+
+def _layer(
+    g: _Graph,
+    m: PerceiverLayer,
+    app: int,
+    x: str | None,
+    y: str | None,
+    lens: dict[str, int],
+    b: int,
+    dropout: float,
+    act_saves: int,
+) -> str:
+    """Saved tensors of one PerceiverLayer application (modeling_perceiver.py L136-415).
+
+    ``x``: storage of the queries' input (None for a batch-expanded parameter), ``y``: of the
+    keys/values' input (cross-attention). Returns the layer output's storage."""
+    p = m.path
+    tag = f"{p}@{app}"
+    q_len, kv_len = lens[m.q_len], lens[m.kv_len]
+    q, kv = m.q_dim.value, m.kv_dim.value
+    qk, v, out = m.qk_channels.value, m.v_channels.value, m.output_channels.value
+    hidden = m.widening_factor.value * q
+    scores = b * m.num_heads.value * q_len * kv_len
+
+    def save(name: str, n: int, kind: Kind = "float") -> None:
+        g.save(g.new(f"{tag}:{name}"), p, n, kind, in_layer=tag)
+
+    # layernorm1 saves its input, mean and rstd (B, Q, 1) each; its output feeds query (and
+    # key/value in self-attention) and is saved by those Linears.
+    g.save(x, p, b * q_len * q, layer_input=True)
+    save("layernorm1.mean", b * q_len, "stat")
+    save("layernorm1.rstd", b * q_len, "stat")
+    save("layernorm1.out", b * q_len * q)
+    if m.is_cross:
+        g.save(y, p, b * kv_len * kv, layer_input=True)
+        save("layernorm2.mean", b * kv_len, "stat")
+        save("layernorm2.rstd", b * kv_len, "stat")
+        save("layernorm2.out", b * kv_len * kv)
+    # torch.matmul of the per-head views folds (B, H) into one batch dim: reshape copies the
+    # permuted Q, Kᵀ and V, and bmm saves those copies (views when H == 1, same size).
+    save("queries", b * q_len * qk)
+    save("keys", b * kv_len * qk)
+    save("softmax.out", scores)  # softmax saves its output
+    if 0 < dropout < 1:
+        # CPU: input * noise saves the float noise; CUDA: native_dropout saves a bool mask.
+        save("dropout.mask", scores, "mask")
+        save("dropout.out", scores)  # saved by the context bmm
+    elif dropout >= 1:
+        save("dropout.zero", 1, "mask")  # input * zeros(()) saves the 0-dim zero
+        save("dropout.out", scores)
+    # p == 0: dropout returns its input; the context bmm saves the softmax output again.
+    save("values", b * kv_len * v)
+    save("context", b * q_len * v)  # permuted back, made contiguous, saved by output.dense
+    save("attention.out", b * q_len * out)  # (+ query residual), saved by layernorm
+    save("layernorm.mean", b * q_len, "stat")
+    save("layernorm.rstd", b * q_len, "stat")
+    save("layernorm.out", b * q_len * q)  # saved by mlp.dense1
+    for i in range(act_saves):
+        save(f"mlp.act{i}", b * q_len * hidden)
+    return g.new(f"{tag}:output")
+
+
+def saved_tensors(
+    resolved: ResolvedModel, workload: Workload, *, with_labels: bool | None = None
+) -> list[SavedTensor]:
+    """Every storage one training forward (model.train()) of transformers' model saves for
+    backward, loss included: ``out.loss`` with labels (``with_labels``, default: for the
+    classes that take labels), else a sum of the logits, which saves nothing."""
+    cfg = resolved.config
+    lens = lengths(resolved, workload)
+    inp = resolved_inputs(resolved, workload)
+    b = workload.batch_size
+    model = resolved.model
+    dropout = cfg.attention_probs_dropout_prob
+    act = _activation_saves(cfg.hidden_act)
+    if with_labels is None:
+        with_labels = model in _LABEL_CLASSES
+    g = _Graph()
+    mods = {m.path: m for m in resolved.modules}
+    pre = "perceiver.input_preprocessor"
+    prep: str | None  # storage of the encoder's kv input (the preprocessed inputs)
+    m_in = lens["inputs"]
+    kind = resolved.input_kind
+
+    # --- preprocessor --------------------------------------------------------------------
+    if kind == "embeddings":
+        prep = g.new("inputs")  # the user's (B, M, d_model) tensor, saved by layernorm2
+    elif kind == "tokens":
+        g.save(g.new("input_ids"), f"{pre}.embeddings", b * m_in, "index")
+        g.save(g.new("position_ids"), f"{pre}.position_embeddings", m_in, "index")
+        prep = g.new("embeddings+positions")
+    elif kind == "image":
+        assert inp.image_size is not None
+        h, w = inp.image_size
+        if model == "PerceiverForImageClassificationLearned":
+            conv = mods[f"{pre}.convnet_1x1"]
+            assert isinstance(conv, Conv2d)
+            # the conv saves the pixels (for its weight gradient)
+            g.save(g.new("pixel_values"), conv.path, b * conv.in_channels.value * h * w)
+            proj = mods[f"{pre}.positions_projection"]
+            assert isinstance(proj, Linear)
+            # Linear on the batch-expanded (stride-0) positions: matmul folds (B, S², C) into
+            # (B·S², C) with a copy, which mm saves.
+            g.save(
+                g.new("positions_folded"), proj.path, b * lens["inputs"] * proj.in_features.value
+            )
+        elif model == "PerceiverForImageClassificationConvProcessing":
+            conv = mods[f"{pre}.convnet.conv"]
+            assert isinstance(conv, Conv2d)
+            (h1, w1), _ = conv_stem_sizes(h, w)
+            c_out = conv.out_channels.value
+            pad = conv.kernel_size - 1
+            # Conv2dSamePadding: the zero-padded pixels are saved by the conv.
+            g.save(
+                g.new("padded_pixels"),
+                conv.path,
+                b * conv.in_channels.value * (h + pad) * (w + pad),
+            )
+            bn = f"{pre}.convnet.batchnorm"
+            g.save(g.new("conv.out"), bn, b * c_out * h1 * w1)  # batchnorm input
+            g.save(g.new("bn.mean"), bn, c_out, "stat")
+            g.save(g.new("bn.invstd"), bn, c_out, "stat")
+            g.save(g.new("relu.out"), bn, b * c_out * h1 * w1)  # relu result = pool input
+            g.save(g.new("maxpool.indices"), bn, b * c_out * lens["inputs"], "index")
+        prep = g.new("preprocessed")
+    elif kind == "flow":
+        lin = mods[f"{pre}.conv_after_patches"]
+        assert isinstance(lin, Linear)
+        # space_to_depth copies the frames into (B, H, W, 54) patches; the Linear saves them.
+        g.save(g.new("patches"), lin.path, b * m_in * lin.in_features.value)
+        prep = g.new("preprocessed")
+    else:
+        prep = g.new("preprocessed")  # multimodal: concat of the padded modalities
+
+    # --- encoder ---------------------------------------------------------------------------
+    layers = resolved.layers()
+    cross = next(m for m in layers if m.role == "encoder_cross")
+    selfs = [m for m in layers if m.role == "encoder_self"]
+    z = _layer(g, cross, 0, None, prep, lens, b, dropout, act)
+    for block in range(cfg.num_blocks):
+        for m in selfs:
+            z = _layer(g, m, block, z, None, lens, b, dropout, act)
+
+    # --- decoder and head ------------------------------------------------------------------
+    dec = next((m for m in layers if m.role == "decoder_cross"), None)
+    if dec is None:
+        return list(g.saved.values())  # bare PerceiverModel: its output's sum saves nothing
+    if kind == "flow":
+        query: str | None = prep  # the decoder queries ARE the preprocessed inputs
+    elif dec.query_is_parameter:
+        query = None
+    else:
+        query = g.new("decoder_query")  # multimodal: concat of the padded modality queries
+    out = _layer(g, dec, 0, query, z, lens, b, dropout, act)
+    heads = [
+        m
+        for m in resolved.modules
+        if isinstance(m, (Linear, TiedOutput))
+        and m.path.startswith(("perceiver.decoder", "embedding_decoder"))
+    ]
+    post = [
+        m
+        for m in resolved.modules
+        if isinstance(m, Linear) and m.path.startswith("perceiver.output_postprocessor")
+    ]
+    o = lens["outputs"]
+    logits = out
+    logits_width = dec.q_dim.value
+    for hm in heads:  # final_layer and/or the tied output projection, in order
+        width = hm.in_features.value
+        g.save(logits, hm.path, b * o * width)
+        logits = g.new(f"{hm.path}:out")
+        logits_width = hm.out_features.value if isinstance(hm, Linear) else hm.vocab_size.value
+    for pm in post:
+        # Each postprocessor Linear reads a slice of final_layer's output: a view of it.
+        g.save(logits, pm.path, b * o * pm.in_features.value)
+    if with_labels and model in _LABEL_CLASSES:
+        _loss(g, resolved, b, o, logits, logits_width)
+    return list(g.saved.values())
+
+
+_LABEL_CLASSES = frozenset(
+    {
+        "PerceiverForMaskedLM",
+        "PerceiverForSequenceClassification",
+        "PerceiverForImageClassificationLearned",
+        "PerceiverForImageClassificationFourier",
+        "PerceiverForImageClassificationConvProcessing",
+    }
+)
+
+
+def _loss(g: _Graph, resolved: ResolvedModel, b: int, o: int, logits: str, width: int) -> None:
+    """Cross-entropy (log_softmax saves its output; nll_loss the targets and a 0-dim
+    total_weight) or, for one label (regression), MSE (saves logits and targets)."""
+    cfg = resolved.config
+    rows = b * o
+    problem = cfg.problem_type
+    if problem is None:
+        problem = "regression" if width == 1 else "single_label_classification"
+    if problem == "regression":
+        g.save(logits, "loss", rows * width)
+        g.save(g.new("labels"), "loss", rows * width)  # float targets
+        return
+    if problem == "multi_label_classification":
+        # BCEWithLogits saves logits and float targets (not verified).
+        g.save(logits, "loss", rows * width)
+        g.save(g.new("labels"), "loss", rows * width)
+        return
+    g.save(g.new("log_softmax"), "loss", rows * width)
+    g.save(g.new("labels"), "loss", rows, "index")
+    g.save(g.new("total_weight"), "loss", 1, "stat")
+
+
+# --------------------------------------------------------------------------------------------
+# Inference working set
+
+
+def _inference_peak_activations(resolved: ResolvedModel, workload: Workload) -> tuple[int, int]:
+    """(elements of the largest no-grad working set, elements of the biggest score tensor)."""
+    lens = lengths(resolved, workload)
+    inp = resolved_inputs(resolved, workload)
+    b = workload.batch_size
+    kind = resolved.input_kind
+    # Held across the whole forward: the model input and the preprocessed inputs (the
+    # PerceiverModel keeps them for the decoder query).
+    k = resolved.encoder_kv_dim.value
+    held = b * lens["inputs"] * k
+    if kind == "image" and inp.image_size is not None:
+        held += b * 3 * inp.image_size[0] * inp.image_size[1]
+    elif kind == "flow":
+        held += b * 54 * lens["inputs"]
+    peak = 0
+    biggest_scores = 0
+    for m in resolved.modules:
+        if isinstance(m, PerceiverLayer):
+            q_len, kv_len = lens[m.q_len], lens[m.kv_len]
+            q, kv = m.q_dim.value, m.kv_dim.value
+            scores = b * m.num_heads.value * q_len * kv_len
+            biggest_scores = max(biggest_scores, scores)
+            x = b * q_len * q
+            y = b * kv_len * kv if m.is_cross else 0
+            qkv = b * (
+                q_len * m.qk_channels.value + kv_len * (m.qk_channels.value + m.v_channels.value)
+            )
+            attention = x + 2 * y + x + qkv + 2 * scores  # inputs, LN outputs, Q, K, V, 2 scores
+            hidden = m.widening_factor.value * q
+            mlp = x + b * q_len * m.output_channels.value + x + 2 * b * q_len * hidden
+            peak = max(peak, attention, mlp)
+        elif isinstance(m, TiedOutput):
+            rows = lens[m.tokens]
+            peak = max(peak, b * rows * (m.in_features.value + m.vocab_size.value))
+        elif isinstance(m, Conv2d) and inp.image_size is not None:
+            h, w = inp.image_size
+            c = m.out_channels.value
+            if m.same_padding:
+                (h1, w1), _ = conv_stem_sizes(h, w)
+                # padded input, conv output, batchnorm output
+                peak = max(peak, b * 3 * (h + 6) * (w + 6) + 2 * b * c * h1 * w1)
+            else:
+                peak = max(peak, 2 * b * c * h * w)  # conv output and its permuted copy
+    # the encoder output z is held while the decoder runs (counted in the layer inputs)
+    return held + peak, biggest_scores
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def count_memory(
+    resolved: ResolvedModel, workload: Workload, *, device: Device = "cuda"
+) -> MemoryCounts:
+    """Bytes for weights, gradients, optimizer states, activations and the inference peak of
+    ``resolved`` on ``workload``; see the module docstring for the conventions."""
+    dtype = workload.dtype
+    training = workload.mode == "training"
+    act_b = 2 if dtype != "fp32" else 4
+    params = count_params(resolved).total
+    buffers = 0
+    for m in resolved.modules:
+        for name, shape in buffer_shapes(m).items():
+            n = math.prod(shape)
+            buffers += (
+                8 * n
+                if name.endswith("num_batches_tracked")
+                else (4 if dtype.startswith("mixed") else act_b) * n
+            )
+    weights = params * _WEIGHT_BYTES[dtype] + buffers
+    grads = params * _STATE_BYTES[dtype] if training else 0
+    optim = params * _STATE_BYTES[dtype] * _STATES[workload.optimizer] if training else 0
+
+    tensors = saved_tensors(resolved, workload)
+
+    def nbytes(t: SavedTensor) -> int:
+        return t.elements * bytes_per_element(t.kind, dtype, device)
+
+    full = sum(nbytes(t) for t in tensors)
+    kept = [t for t in tensors if t.in_layer is None or t.layer_input]
+    ckpt = sum(nbytes(t) for t in kept)
+    per_layer: dict[str, int] = {}
+    for t in tensors:
+        if t.in_layer is not None and not t.layer_input:
+            per_layer[t.in_layer] = per_layer.get(t.in_layer, 0) + nbytes(t)
+    recompute_peak = max(per_layer.values(), default=0) if workload.checkpointing else 0
+    chosen = kept if workload.checkpointing else tensors
+    by_module: dict[str, int] = {}
+    for t in chosen:
+        by_module[t.module] = by_module.get(t.module, 0) + nbytes(t)
+    activations = (ckpt if workload.checkpointing else full) if training else 0
+
+    peak_elems, biggest = _inference_peak_activations(resolved, workload)
+    inference_peak = weights + peak_elems * act_b
+    if training:
+        total = weights + grads + optim + activations + recompute_peak
+    else:
+        total = inference_peak
+    return MemoryCounts(
+        dtype=dtype,
+        mode=workload.mode,
+        device=device,
+        weights_bytes=weights,
+        gradients_bytes=grads,
+        optimizer_bytes=optim,
+        activations_bytes=activations,
+        activations_no_checkpointing_bytes=full,
+        activations_checkpointing_bytes=ckpt,
+        recompute_peak_bytes=recompute_peak,
+        inference_peak_bytes=inference_peak,
+        largest_attention_scores_bytes=biggest * act_b,
+        total_bytes=total,
+        by_module=by_module,
+    )
