@@ -50,7 +50,15 @@ from perceiver_calc.resolve import (
 )
 from perceiver_calc.workload import Workload, lengths, resolved_inputs
 
-__all__ = ["FlopCounts", "ModuleFlops", "Op", "count_flops", "module_ops"]
+__all__ = [
+    "FlopCounts",
+    "ModuleFlops",
+    "Op",
+    "consumes_model_inputs",
+    "count_flops",
+    "module_ops",
+    "tokens_of",
+]
 
 # Elementwise estimate, FLOPs per element (documented in docs/conventions.md).
 LAYERNORM_FLOPS = 5  # subtract mean, square, normalise, scale, shift
@@ -123,7 +131,7 @@ def _term(*names: str) -> str:
     return "*".join(parts) if parts else "one"
 
 
-def _tokens(m: Linear | TiedOutput | Embedding, lens: dict[str, int]) -> tuple[int, str]:
+def tokens_of(m: Linear | TiedOutput | Embedding, lens: dict[str, int]) -> tuple[int, str]:
     """Rows a module is applied to. The multimodal postprocessors each see only their
     modality's slice of the decoder output (PerceiverMultimodalPostprocessor.restructure), not
     all of it as the resolved ``tokens="outputs"`` says."""
@@ -151,8 +159,9 @@ def _conv_out(size: int, m: Conv2d) -> int:
     return (size - m.kernel_size) // m.stride + 1
 
 
-def module_ops(m: Module, lens: dict[str, int], batch: int,
-               image_size: tuple[int, int] | None = None) -> list[Op]:
+def module_ops(
+    m: Module, lens: dict[str, int], batch: int, image_size: tuple[int, int] | None = None
+) -> list[Op]:
     """The matmuls/convolutions of one module (one application), whole batch."""
     b = batch
     match m:
@@ -173,22 +182,38 @@ def module_ops(m: Module, lens: dict[str, int], batch: int,
                 Op(name=f"{a}:scores", macs=b * q_len * kv_len * qk, grad_operands=2, term=tqk),
                 # per head (B·H, Q, K) x (B·H, K, v/H) -> (B·H, Q, v/H): B·Q·K·v MACs
                 Op(name=f"{a}:context", macs=b * q_len * kv_len * v, grad_operands=2, term=tqk),
-                Op(name="attention.output.dense", macs=b * q_len * v * out, grad_operands=2,
-                   term=tq),
+                Op(
+                    name="attention.output.dense",
+                    macs=b * q_len * v * out,
+                    grad_operands=2,
+                    term=tq,
+                ),
                 Op(name="mlp.dense1", macs=b * q_len * q * hidden, grad_operands=2, term=tq),
                 Op(name="mlp.dense2", macs=b * q_len * hidden * q, grad_operands=2, term=tq),
             ]
         case Linear():
-            rows, t = _tokens(m, lens)
+            rows, t = tokens_of(m, lens)
             grads = 1 if consumes_model_inputs(m) else 2
             n = b if m.per_batch else 1
-            return [Op(name="", macs=n * rows * m.in_features.value * m.out_features.value,
-                       grad_operands=grads, term=_term(t))]
+            return [
+                Op(
+                    name="",
+                    macs=n * rows * m.in_features.value * m.out_features.value,
+                    grad_operands=grads,
+                    term=_term(t),
+                )
+            ]
         case TiedOutput():
-            rows, t = _tokens(m, lens)
+            rows, t = tokens_of(m, lens)
             # (B·O, C) x (C, V): logits = h @ embeddings.weightᵀ (+ bias, not a matmul)
-            return [Op(name="", macs=b * rows * m.in_features.value * m.vocab_size.value,
-                       grad_operands=2, term=_term(t))]
+            return [
+                Op(
+                    name="",
+                    macs=b * rows * m.in_features.value * m.vocab_size.value,
+                    grad_operands=2,
+                    term=_term(t),
+                )
+            ]
         case Conv2d():
             assert image_size is not None, "convolutions read the image"
             h, w = image_size
@@ -204,8 +229,14 @@ def module_ops(m: Module, lens: dict[str, int], batch: int,
     raise AssertionError(f"unknown module {m!r}")
 
 
-def _elementwise(m: Module, lens: dict[str, int], b: int, resolved: ResolvedModel,
-                 training: bool, image_size: tuple[int, int] | None) -> int:
+def _elementwise(
+    m: Module,
+    lens: dict[str, int],
+    b: int,
+    resolved: ResolvedModel,
+    training: bool,
+    image_size: tuple[int, int] | None,
+) -> int:
     cfg = resolved.config
     act = GELU_FLOPS if cfg.hidden_act.startswith("gelu") else ACT_FLOPS
     match m:
@@ -220,8 +251,9 @@ def _elementwise(m: Module, lens: dict[str, int], b: int, resolved: ResolvedMode
             if m.is_cross:
                 total += LAYERNORM_FLOPS * b * kv_len * kv  # layernorm2
             # bias adds of query, key, value, output.dense, dense1, dense2
-            total += b * (q_len * qk + kv_len * qk + kv_len * v + q_len * out
-                          + q_len * hidden + q_len * q)
+            total += b * (
+                q_len * qk + kv_len * qk + kv_len * v + q_len * out + q_len * hidden + q_len * q
+            )
             total += scores * (1 + SOFTMAX_FLOPS)  # scaling by 1/√d, softmax
             if training and cfg.attention_probs_dropout_prob > 0:
                 total += scores
@@ -230,10 +262,10 @@ def _elementwise(m: Module, lens: dict[str, int], b: int, resolved: ResolvedMode
             total += act * b * q_len * hidden + b * q_len * q  # activation, MLP residual
             return total * m.applications
         case Linear():
-            rows, _ = _tokens(m, lens)
+            rows, _ = tokens_of(m, lens)
             return (b if m.per_batch else 1) * rows * m.out_features.value if m.bias else 0
         case TiedOutput():
-            rows, _ = _tokens(m, lens)
+            rows, _ = tokens_of(m, lens)
             return b * rows * m.vocab_size.value
         case Embedding():
             # token + position embeddings are added once (counted on the position table)

@@ -38,6 +38,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from perceiver_calc.flops import tokens_of
 from perceiver_calc.params import buffer_shapes, count_params
 from perceiver_calc.resolve import (
     Conv2d,
@@ -314,7 +315,14 @@ def saved_tensors(
         g.save(g.new("patches"), lin.path, b * m_in * lin.in_features.value)
         prep = g.new("preprocessed")
     else:
-        prep = g.new("preprocessed")  # multimodal: concat of the padded modalities
+        # PerceiverMultimodalPreprocessor masks every modality in mask_probs (all three):
+        # (1 - mask) * padded + mask * mask_token saves (1 - mask) and mask, (B, n, 1) each,
+        # float32 whatever the model dtype (torch.full's default dtype).
+        for modality in ("audio", "image", "label"):
+            n = b * lens[f"inputs.{modality}"]
+            g.save(g.new(f"{modality}.1-mask"), f"{pre}.mask", n, "stat")
+            g.save(g.new(f"{modality}.mask"), f"{pre}.mask", n, "stat")
+        prep = g.new("preprocessed")  # concat of the padded modalities
 
     # --- encoder ---------------------------------------------------------------------------
     layers = resolved.layers()
@@ -356,8 +364,14 @@ def saved_tensors(
         logits = g.new(f"{hm.path}:out")
         logits_width = hm.out_features.value if isinstance(hm, Linear) else hm.vocab_size.value
     for pm in post:
-        # Each postprocessor Linear reads a slice of final_layer's output: a view of it.
-        g.save(logits, pm.path, b * o * pm.in_features.value)
+        # Each postprocessor Linear reads its modality's slice (B, n, C) of final_layer's
+        # output (B, O, C). matmul folds it to (B·n, C): a view of the whole output when
+        # B == 1, n == 1 or n == O (the saved view pins all of it), else a copy of the slice.
+        n, _ = tokens_of(pm, lens)
+        if b == 1 or n in (1, o):
+            g.save(logits, pm.path, b * o * pm.in_features.value)
+        else:
+            g.save(g.new(f"{pm.path}:input"), pm.path, b * n * pm.in_features.value)
     if with_labels and model in _LABEL_CLASSES:
         _loss(g, resolved, b, o, logits, logits_width)
     return list(g.saved.values())
@@ -493,10 +507,8 @@ def count_memory(
 
     peak_elems, biggest = _inference_peak_activations(resolved, workload)
     inference_peak = weights + peak_elems * act_b
-    if training:
-        total = weights + grads + optim + activations + recompute_peak
-    else:
-        total = inference_peak
+    # training: everything kept for the step; inference: the no-grad working set
+    total = weights + grads + optim + activations + recompute_peak if training else inference_peak
     return MemoryCounts(
         dtype=dtype,
         mode=workload.mode,

@@ -94,7 +94,6 @@ class Workload(BaseModel):
     built-in switch; this models wrapping each layer in torch.utils.checkpoint)."""
 
 
-
 class InputShape(BaseModel):
     """A workload's inputs with every default filled in for one model class."""
 
@@ -217,10 +216,24 @@ def lengths(resolved: ResolvedModel, workload: Workload) -> dict[str, int]:
     return out
 
 
-def _error(code: str, fields: tuple[str, ...], values: dict[str, object], module: str | None,
-           rule: str, fix: str, severity: Literal["error", "warning"] = "error") -> Finding:
-    return Finding(severity=severity, code=code, fields=fields, values=values, module=module,
-                   rule=rule, fix=fix)
+def _error(
+    code: str,
+    fields: tuple[str, ...],
+    values: dict[str, object],
+    module: str | None,
+    rule: str,
+    fix: str,
+    severity: Literal["error", "warning"] = "error",
+) -> Finding:
+    return Finding(
+        severity=severity,
+        code=code,
+        fields=fields,
+        values=values,
+        module=module,
+        rule=rule,
+        fix=fix,
+    )
 
 
 def check_workload(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
@@ -237,130 +250,176 @@ def check_workload(resolved: ResolvedModel, workload: Workload) -> list[Finding]
         assert inp.seq_len is not None
         m, p = inp.seq_len, cfg.max_position_embeddings
         if kind == "tokens" and m > p:
-            found.append(_error(
-                "seq_len_too_long", ("seq_len", "max_position_embeddings"),
-                {"seq_len": m, "max_position_embeddings": p},
-                "perceiver.input_preprocessor.position_embeddings",
-                f"seq_len ({m}) must be at most max_position_embeddings ({p}): the position "
-                "embedding lookup has only that many rows (IndexError)",
-                f"use seq_len <= {p}, or raise max_position_embeddings",
-            ))
+            found.append(
+                _error(
+                    "seq_len_too_long",
+                    ("seq_len", "max_position_embeddings"),
+                    {"seq_len": m, "max_position_embeddings": p},
+                    "perceiver.input_preprocessor.position_embeddings",
+                    f"seq_len ({m}) must be at most max_position_embeddings ({p}): the position "
+                    "embedding lookup has only that many rows (IndexError)",
+                    f"use seq_len <= {p}, or raise max_position_embeddings",
+                )
+            )
         if model == "PerceiverForMaskedLM" and training and m != p:
-            found.append(_error(
-                "mlm_labels_length", ("seq_len", "max_position_embeddings"),
-                {"seq_len": m, "max_position_embeddings": p},
-                "perceiver.decoder",
-                f"training PerceiverForMaskedLM with labels needs seq_len ({m}) == "
-                f"max_position_embeddings ({p}): the logits always have {p} positions and the "
-                "cross-entropy needs one label per logit row (ValueError)",
-                f"pad the inputs to {p} tokens (padding='max_length')",
-            ))
+            found.append(
+                _error(
+                    "mlm_labels_length",
+                    ("seq_len", "max_position_embeddings"),
+                    {"seq_len": m, "max_position_embeddings": p},
+                    "perceiver.decoder",
+                    f"training PerceiverForMaskedLM with labels needs seq_len ({m}) == "
+                    f"max_position_embeddings ({p}): the logits always have {p} positions and the "
+                    "cross-entropy needs one label per logit row (ValueError)",
+                    f"pad the inputs to {p} tokens (padding='max_length')",
+                )
+            )
         return found
     assert inp.image_size is not None
     h, w = inp.image_size
     if model == "PerceiverForImageClassificationLearned":
         side = cfg.image_size if isinstance(cfg.image_size, int) else 0
         if h * w != side * side:
-            found.append(_error(
-                "learned_image_size", ("image_size",),
-                {"workload.image_size": [h, w], "image_size": cfg.image_size},
-                "perceiver.input_preprocessor.position_embeddings",
-                f"the input's height x width ({h}x{w} = {h * w}) must equal image_size² "
-                f"({side}² = {side * side}): the trainable positions are concatenated to every "
-                "pixel (RuntimeError)",
-                f"resize the images to {side}x{side} (or use interpolate_pos_encoding=True, "
-                "which this calculator does not model)",
-            ))
+            found.append(
+                _error(
+                    "learned_image_size",
+                    ("image_size",),
+                    {"workload.image_size": [h, w], "image_size": cfg.image_size},
+                    "perceiver.input_preprocessor.position_embeddings",
+                    f"the input's height x width ({h}x{w} = {h * w}) must equal image_size² "
+                    f"({side}² = {side * side}): the trainable positions are concatenated to every "
+                    "pixel (RuntimeError)",
+                    f"resize the images to {side}x{side} (or use interpolate_pos_encoding=True, "
+                    "which this calculator does not model)",
+                )
+            )
     elif model == "PerceiverForImageClassificationConvProcessing":
         (h1, w1), _ = conv_stem_sizes(h, w)
         if min(h1, w1) < 3:
-            found.append(_error(
-                "conv_image_too_small", ("image_size",), {"workload.image_size": [h, w]},
-                "perceiver.input_preprocessor.convnet",
-                f"the image ({h}x{w}) is too small for the 7x7/2 conv and the 3x3/2 max-pool: "
-                "each side must be at least 5 pixels",
-                "use images of at least 5x5 pixels",
-            ))
+            found.append(
+                _error(
+                    "conv_image_too_small",
+                    ("image_size",),
+                    {"workload.image_size": [h, w]},
+                    "perceiver.input_preprocessor.convnet",
+                    f"the image ({h}x{w}) is too small for the 7x7/2 conv and the 3x3/2 max-pool: "
+                    "each side must be at least 5 pixels",
+                    "use images of at least 5x5 pixels",
+                )
+            )
     elif kind == "flow":
         ts = cfg.train_size
         need = math.prod(ts)
         if h * w != need:
-            found.append(_error(
-                "flow_image_size", ("image_size", "train_size"),
-                {"workload.image_size": [h, w], "train_size": list(ts)},
-                "perceiver.decoder",
-                f"the frames' height x width ({h}x{w} = {h * w}) must equal the product of "
-                f"train_size ({list(ts)} -> {need}): the decoder reshapes its output to "
-                "train_size (RuntimeError)",
-                f"use frames of {ts[0]}x{ts[1] if len(ts) > 1 else 1} pixels",
-            ))
+            found.append(
+                _error(
+                    "flow_image_size",
+                    ("image_size", "train_size"),
+                    {"workload.image_size": [h, w], "train_size": list(ts)},
+                    "perceiver.decoder",
+                    f"the frames' height x width ({h}x{w} = {h * w}) must equal the product of "
+                    f"train_size ({list(ts)} -> {need}): the decoder reshapes its output to "
+                    "train_size (RuntimeError)",
+                    f"use frames of {ts[0]}x{ts[1] if len(ts) > 1 else 1} pixels",
+                )
+            )
         if training:
-            found.append(_error(
-                "flow_no_labels", ("mode",), {"mode": "training"}, None,
-                "PerceiverForOpticalFlow raises NotImplementedError when given labels; training "
-                "means a loss computed outside the model on its logits",
-                "compute the loss yourself (counted here: the model's own forward and backward)",
-                severity="warning",
-            ))
+            found.append(
+                _error(
+                    "flow_no_labels",
+                    ("mode",),
+                    {"mode": "training"},
+                    None,
+                    "PerceiverForOpticalFlow raises NotImplementedError when given labels; "
+                    "training means a loss computed outside the model on its logits",
+                    "compute the loss yourself (counted here: the model's forward and backward)",
+                    severity="warning",
+                )
+            )
     elif kind == "multimodal":
         assert inp.num_frames is not None and inp.audio_samples is not None
         assert inp.subsampled_audio_points is not None
         assert inp.subsampled_image_points is not None
         spp = cfg.samples_per_patch
         if inp.audio_samples % spp != 0:
-            found.append(_error(
-                "audio_samples_per_patch", ("audio_samples", "samples_per_patch"),
-                {"audio_samples": inp.audio_samples, "samples_per_patch": spp},
-                "perceiver.input_preprocessor.modalities.audio",
-                f"audio_samples ({inp.audio_samples}) must be a multiple of samples_per_patch "
-                f"({spp}): the audio is reshaped into patches (RuntimeError)",
-                f"use a multiple of {spp} samples",
-            ))
+            found.append(
+                _error(
+                    "audio_samples_per_patch",
+                    ("audio_samples", "samples_per_patch"),
+                    {"audio_samples": inp.audio_samples, "samples_per_patch": spp},
+                    "perceiver.input_preprocessor.modalities.audio",
+                    f"audio_samples ({inp.audio_samples}) must be a multiple of samples_per_patch "
+                    f"({spp}): the audio is reshaped into patches (RuntimeError)",
+                    f"use a multiple of {spp} samples",
+                )
+            )
         if h % 4 or w % 4:
-            found.append(_error(
-                "multimodal_image_patches", ("image_size",), {"workload.image_size": [h, w]},
-                "perceiver.input_preprocessor.modalities.image",
-                f"the frames' height and width ({h}x{w}) must be multiples of 4: they are cut "
-                "into 4x4 patches (RuntimeError)",
-                "use frame sizes divisible by 4",
-            ))
+            found.append(
+                _error(
+                    "multimodal_image_patches",
+                    ("image_size",),
+                    {"workload.image_size": [h, w]},
+                    "perceiver.input_preprocessor.modalities.image",
+                    f"the frames' height and width ({h}x{w}) must be multiples of 4: they are cut "
+                    "into 4x4 patches (RuntimeError)",
+                    "use frame sizes divisible by 4",
+                )
+            )
         if inp.num_frames < 2:
-            found.append(_error(
-                "multimodal_one_frame", ("num_frames",), {"workload.num_frames": inp.num_frames},
-                "perceiver.input_preprocessor.modalities.image",
-                "a one-frame video is squeezed to 2-D patches, which no longer match the 3-D "
-                "Fourier features (RuntimeError)",
-                "give at least 2 frames",
-            ))
+            found.append(
+                _error(
+                    "multimodal_one_frame",
+                    ("num_frames",),
+                    {"workload.num_frames": inp.num_frames},
+                    "perceiver.input_preprocessor.modalities.image",
+                    "a one-frame video is squeezed to 2-D patches, which no longer match the 3-D "
+                    "Fourier features (RuntimeError)",
+                    "give at least 2 frames",
+                )
+            )
         n_img = _image_output_points(resolved)
         if inp.subsampled_image_points > n_img:
-            found.append(_error(
-                "subsampled_image_points", ("subsampled_image_points", "output_shape"),
-                {"subsampled_image_points": inp.subsampled_image_points,
-                 "output_shape": list(cfg.output_shape)},
-                "perceiver.decoder.modalities.image",
-                f"subsampled_image_points ({inp.subsampled_image_points}) must be at most "
-                f"prod(output_shape[1:4]) ({n_img}): they index the decoder's output grid",
-                f"decode at most {n_img} image points per pass",
-            ))
+            found.append(
+                _error(
+                    "subsampled_image_points",
+                    ("subsampled_image_points", "output_shape"),
+                    {
+                        "subsampled_image_points": inp.subsampled_image_points,
+                        "output_shape": list(cfg.output_shape),
+                    },
+                    "perceiver.decoder.modalities.image",
+                    f"subsampled_image_points ({inp.subsampled_image_points}) must be at most "
+                    f"prod(output_shape[1:4]) ({n_img}): they index the decoder's output grid",
+                    f"decode at most {n_img} image points per pass",
+                )
+            )
         n_aud = _n_audio_config(resolved) // spp
         if inp.subsampled_audio_points > n_aud:
-            found.append(_error(
-                "subsampled_audio_points",
-                ("subsampled_audio_points", "num_frames", "audio_samples_per_frame"),
-                {"subsampled_audio_points": inp.subsampled_audio_points,
-                 "audio output patches": n_aud},
-                "perceiver.decoder.modalities.audio",
-                f"subsampled_audio_points ({inp.subsampled_audio_points}) must be at most "
-                f"num_frames·audio_samples_per_frame // samples_per_patch ({n_aud})",
-                f"decode at most {n_aud} audio patches per pass",
-            ))
+            found.append(
+                _error(
+                    "subsampled_audio_points",
+                    ("subsampled_audio_points", "num_frames", "audio_samples_per_frame"),
+                    {
+                        "subsampled_audio_points": inp.subsampled_audio_points,
+                        "audio output patches": n_aud,
+                    },
+                    "perceiver.decoder.modalities.audio",
+                    f"subsampled_audio_points ({inp.subsampled_audio_points}) must be at most "
+                    f"num_frames·audio_samples_per_frame // samples_per_patch ({n_aud})",
+                    f"decode at most {n_aud} audio patches per pass",
+                )
+            )
         if training:
-            found.append(_error(
-                "multimodal_no_labels", ("mode",), {"mode": "training"}, None,
-                "PerceiverForMultimodalAutoencoding raises NotImplementedError when given "
-                "labels; training means a loss computed outside the model on its logits",
-                "compute the loss yourself (counted here: the model's own forward and backward)",
-                severity="warning",
-            ))
+            found.append(
+                _error(
+                    "multimodal_no_labels",
+                    ("mode",),
+                    {"mode": "training"},
+                    None,
+                    "PerceiverForMultimodalAutoencoding raises NotImplementedError when given "
+                    "labels; training means a loss computed outside the model on its logits",
+                    "compute the loss yourself (counted here: the model's forward and backward)",
+                    severity="warning",
+                )
+            )
     return found
