@@ -534,6 +534,7 @@ def hf_flops(
     config: Mapping[str, Any],
     workload: Workload,
     backward: bool = False,
+    device: Literal["meta", "cpu"] | str = "meta",
 ) -> FlopResult:
     """FlopCounterMode on transformers' model; see :class:`FlopResult` and the module docstring.
 
@@ -544,10 +545,14 @@ def hf_flops(
     ``backward=False``. Dropout runs on meta (its mask is not counted: FlopCounterMode counts
     no elementwise ops).
 
-    Runs on meta; falls back to a CPU model (and says so in ``FlopResult.device``) if the meta
-    forward raises — only sensible for small configs.
+    ``device="meta"`` (default) falls back to a CPU model (and says so in
+    ``FlopResult.device``) if the meta forward raises a meta-specific error — only sensible
+    for small configs. Any other ``device`` runs there directly (tests use ``"cpu"`` to check
+    that meta and CPU counts agree).
     """
     _check_class(model_class)
+    if device != "meta":
+        return _count_flops(model_class, config, workload, backward, device)
     try:
         return _count_flops(model_class, config, workload, backward, "meta")
     except (RuntimeError, NotImplementedError) as exc:
