@@ -1,0 +1,365 @@
+"""Planning on top of the counts: budget search, Pareto fronts, comparison, training plans.
+
+* :func:`fit` - the rows of a sweep within parameter / FLOP / memory budgets, and the Pareto
+  front among them (by default: most parameters for the least training compute).
+* :func:`compare` - several configs side by side, with the dimensions and counts that differ.
+* :func:`training_plan` - per-GPU memory for data parallel, ZeRO-1/2/3 and FSDP full sharding
+  over N GPUs, with and without activation checkpointing, and step time / time to train at a
+  given MFU on a named device.
+
+Sharding model (per rank, N ranks; P parameters, bytes per element w, g, o from the workload's
+dtype and optimizer, as :func:`~perceiver_calc.memory.count_memory` counts them):
+
+1. ``ddp``: every rank holds weights, gradients and optimizer states in full.
+2. ``zero1``: optimizer states sharded (DeepSpeed ZeRO stage 1).
+3. ``zero2``: + gradients sharded.
+4. ``zero3`` / ``fsdp``: + weights sharded. FSDP2 (``fully_shard``) shards every parameter
+   along dim 0 in ``torch.chunk`` pieces, so rank 0 holds ``ceil(rows / N)`` rows of each
+   tensor: per-rank elements = sum over tensors of ``ceil(shape[0] / N) * prod(shape[1:])``
+   (checked against torch.distributed FSDP in tests/test_fsdp.py). While a unit runs, its
+   full weights are all-gathered: the plan adds the largest module's unsharded weights
+   (and, in backward, its unsharded gradients) as a transient.
+
+Activations are never sharded by these schemes (each rank runs its own micro-batch).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict
+
+from perceiver_calc.flops import count_flops
+from perceiver_calc.memory import Device, count_memory
+from perceiver_calc.params import count_params
+from perceiver_calc.resolve import PerceiverLayer, ResolvedModel
+from perceiver_calc.sweep import SweepResult
+from perceiver_calc.workload import Workload
+
+__all__ = [
+    "DEVICES",
+    "STRATEGIES",
+    "Comparison",
+    "FitResult",
+    "GpuSpec",
+    "StrategyMemory",
+    "TrainingPlan",
+    "compare",
+    "fit",
+    "pareto_front",
+    "training_plan",
+]
+
+Strategy = Literal["ddp", "zero1", "zero2", "zero3", "fsdp"]
+STRATEGIES: tuple[Strategy, ...] = ("ddp", "zero1", "zero2", "zero3", "fsdp")
+
+
+class GpuSpec(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    memory_bytes: int
+    peak_flops: dict[str, float]
+    """Dense peak FLOP/s by dtype (no sparsity)."""
+    source: str
+
+
+# Dense (non-sparse) tensor-core peaks from the vendors' datasheets: NVIDIA A100 datasheet
+# (SXM 80 GB: TF32 156, BF16/FP16 312 TFLOP/s), H100 datasheet (SXM: TF32 494.7, BF16/FP16
+# 989.4 TFLOP/s; the sheet's 1,979 is with sparsity), H200 (same compute as H100 SXM, 141 GB).
+# fp32 runs on TF32 tensor cores when torch.backends.cuda.matmul.allow_tf32 is on.
+DEVICES: dict[str, GpuSpec] = {
+    "a100-80gb": GpuSpec(
+        name="a100-80gb",
+        memory_bytes=80 * 10**9,
+        peak_flops={"fp32": 156e12, "bf16": 312e12, "fp16": 312e12},
+        source="NVIDIA A100 datasheet (SXM), dense",
+    ),
+    "h100-sxm": GpuSpec(
+        name="h100-sxm",
+        memory_bytes=80 * 10**9,
+        peak_flops={"fp32": 494.7e12, "bf16": 989.4e12, "fp16": 989.4e12},
+        source="NVIDIA H100 datasheet (SXM), dense",
+    ),
+    "h200": GpuSpec(
+        name="h200",
+        memory_bytes=141 * 10**9,
+        peak_flops={"fp32": 494.7e12, "bf16": 989.4e12, "fp16": 989.4e12},
+        source="NVIDIA H200 datasheet (SXM), dense",
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Budget search and Pareto front
+
+
+class FitResult(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    within: list[int]
+    """Rows of the sweep that are valid and within every budget."""
+    pareto: list[int]
+    """Rows of ``within`` on the Pareto front (maximise ``maximize``, minimise ``minimize``),
+    sorted by ``minimize``."""
+    maximize: str
+    minimize: str
+
+
+def pareto_front(maximize: npt.NDArray[Any], minimize: npt.NDArray[Any]) -> list[int]:
+    """Indices not dominated by another (no other has >= maximize and <= minimize, one
+    strictly); ties keep the first. Sorted by ``minimize``. O(n log n)."""
+    n = len(maximize)
+    order = np.lexsort((-maximize, minimize))  # by minimize asc, then maximize desc
+    front: list[int] = []
+    best: Any = None
+    for i in order.tolist():
+        if best is None or maximize[i] > best:
+            front.append(i)
+            best = maximize[i]
+    assert len(front) <= n
+    return front
+
+
+def fit(
+    result: SweepResult,
+    *,
+    max_params: int | None = None,
+    max_flops: int | None = None,
+    max_memory: int | None = None,
+    flops: str = "training_flops",
+    memory: str = "memory_bytes",
+    maximize: str = "params",
+    minimize: str | None = None,
+) -> FitResult:
+    """Valid rows within the budgets, and their Pareto front (default: most ``params`` for the
+    least ``flops``)."""
+    ok = result.valid.copy()
+    c = result.counts
+    if max_params is not None:
+        ok &= c["params"] <= max_params
+    if max_flops is not None:
+        ok &= c[flops] <= max_flops
+    if max_memory is not None:
+        ok &= c[memory] <= max_memory
+    rows = np.flatnonzero(ok)
+    minimize = minimize or flops
+    front = pareto_front(c[maximize][rows], c[minimize][rows])
+    return FitResult(
+        within=rows.tolist(),
+        pareto=[int(rows[i]) for i in front],
+        maximize=maximize,
+        minimize=minimize,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Comparison
+
+
+class Comparison(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    names: list[str]
+    models: list[str]
+    dims: dict[str, list[int | None]]
+    """``module path:dim`` -> value per config (None where the module is absent)."""
+    counts: dict[str, list[int]]
+    differing_dims: list[str]
+    differing_counts: list[str]
+
+
+def _dims(resolved: ResolvedModel) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for m in resolved.modules:
+        if isinstance(m, PerceiverLayer) and ".self_attends." in m.path:
+            if not m.path.endswith(".0"):
+                continue  # identical layers: show the first as self_attends.*
+            path = m.path.rsplit(".", 1)[0] + ".*"
+        else:
+            path = m.path
+        for name, value in m:
+            if hasattr(value, "value") and hasattr(value, "source"):
+                out[f"{path}:{name}"] = int(value.value)
+            elif name == "applications":
+                out[f"{path}:{name}"] = int(value)
+    out["encoder.self_attends:count"] = sum(
+        1 for m in resolved.modules if isinstance(m, PerceiverLayer) and m.role == "encoder_self"
+    )
+    return out
+
+
+def compare(
+    resolved: Sequence[ResolvedModel],
+    names: Sequence[str],
+    workload: Workload | None = None,
+    device: Device = "cuda",
+) -> Comparison:
+    """Side by side: every resolved dimension and the headline counts of each config."""
+    from perceiver_calc.sweep import scalar_counts
+
+    wl = workload or Workload()
+    dims = [_dims(r) for r in resolved]
+    keys = list(dict.fromkeys(k for d in dims for k in d))
+    table = {k: [d.get(k) for d in dims] for k in keys}
+    counts_rows = [scalar_counts(r, wl, device) for r in resolved]
+    counts = {k: [c[k] for c in counts_rows] for k in counts_rows[0]}
+    return Comparison(
+        names=list(names),
+        models=[r.model for r in resolved],
+        dims=table,
+        counts=counts,
+        differing_dims=[k for k, v in table.items() if len(set(v)) > 1],
+        differing_counts=[k for k, v in counts.items() if len(set(v)) > 1],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Training plans
+
+
+class StrategyMemory(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    strategy: Strategy
+    checkpointing: bool
+    weights_bytes: int
+    gradients_bytes: int
+    optimizer_bytes: int
+    activations_bytes: int
+    transient_bytes: int
+    """Gathered full weights (and gradients) of the largest unit while it runs (ZeRO-3/FSDP),
+    or the checkpointing recompute peak."""
+    total_bytes: int
+    fits: bool | None
+    """Within the device's memory (None when no device is named)."""
+
+
+class TrainingPlan(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    gpus: int
+    batch_size_per_gpu: int
+    params: int
+    sharded_params_per_rank: int
+    """Elements rank 0 holds under FSDP2 dim-0 sharding (see the module docstring)."""
+    memory: list[StrategyMemory]
+    training_flops_per_step: int
+    """Whole step over all GPUs (global batch), without / with checkpointing below."""
+    training_flops_per_step_checkpointing: int
+    device: str | None
+    mfu: float
+    step_seconds: float | None
+    step_seconds_checkpointing: float | None
+    samples: int | None
+    steps: int | None
+    train_seconds: float | None
+    train_seconds_checkpointing: float | None
+
+
+def sharded_elements(shapes: Mapping[str, tuple[int, ...]], n: int) -> int:
+    """Rank 0's elements when each tensor is split along dim 0 in ``torch.chunk`` pieces."""
+    total = 0
+    for shape in shapes.values():
+        if not shape:
+            total += 1  # 0-d tensors are replicated... (none among Perceiver parameters)
+            continue
+        total += -(-shape[0] // n) * math.prod(shape[1:])
+    return total
+
+
+def training_plan(
+    resolved: ResolvedModel,
+    workload: Workload,
+    *,
+    gpus: int,
+    device: str | None = None,
+    mfu: float = 0.4,
+    samples: int | None = None,
+    memory_device: Device = "cuda",
+) -> TrainingPlan:
+    """Per-GPU memory for each strategy (with and without checkpointing) and step time.
+
+    ``workload.batch_size`` is the per-GPU micro-batch; the global batch is ``gpus`` times it.
+    """
+    if gpus < 1:
+        raise ValueError(f"gpus ({gpus}) must be at least 1")
+    if not 0 < mfu <= 1:
+        raise ValueError(f"mfu ({mfu}) must be in (0, 1]")
+    spec = None
+    if device is not None:
+        if device not in DEVICES:
+            raise ValueError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
+        spec = DEVICES[device]
+    wl = workload.model_copy(update={"mode": "training"})
+    params = count_params(resolved)
+    shard = sharded_elements(params.tensors, gpus)
+    plans: list[StrategyMemory] = []
+    largest_module = max(params.by_module.values(), default=0)
+    flops_by_ckpt: dict[bool, int] = {}
+    for ckpt in (False, True):
+        w_ck = wl.model_copy(update={"checkpointing": ckpt})
+        mem = count_memory(resolved, w_ck, device=memory_device)
+        flops_by_ckpt[ckpt] = count_flops(resolved, w_ck).training_step * gpus
+        p = params.total
+        w_b = mem.weights_bytes // p if p else 0
+        g_b = mem.gradients_bytes // p if p else 0
+        o_b = mem.optimizer_bytes // p if p else 0
+        recompute = mem.recompute_peak_bytes
+        for strat in STRATEGIES:
+            w, g, o = mem.weights_bytes, mem.gradients_bytes, mem.optimizer_bytes
+            transient = recompute
+            if strat in ("zero1", "zero2", "zero3", "fsdp"):
+                o = shard * o_b
+            if strat in ("zero2", "zero3", "fsdp"):
+                g = shard * g_b
+            if strat in ("zero3", "fsdp"):
+                w = shard * w_b + (mem.weights_bytes - p * w_b)  # buffers stay replicated
+                transient += largest_module * (w_b + g_b)
+            total = w + g + o + mem.activations_bytes + transient
+            plans.append(
+                StrategyMemory(
+                    strategy=strat,
+                    checkpointing=ckpt,
+                    weights_bytes=w,
+                    gradients_bytes=g,
+                    optimizer_bytes=o,
+                    activations_bytes=mem.activations_bytes,
+                    transient_bytes=transient,
+                    total_bytes=total,
+                    fits=None if spec is None else total <= spec.memory_bytes,
+                )
+            )
+    step = step_ck = train = train_ck = None
+    steps = None
+    if spec is not None:
+        dtype = "bf16" if "bf16" in wl.dtype else "fp16" if "fp16" in wl.dtype else "fp32"
+        rate = spec.peak_flops[dtype] * mfu * gpus
+        step = flops_by_ckpt[False] / rate
+        step_ck = flops_by_ckpt[True] / rate
+        if samples is not None:
+            steps = -(-samples // (wl.batch_size * gpus))
+            train, train_ck = steps * step, steps * step_ck
+    return TrainingPlan(
+        model=resolved.model,
+        gpus=gpus,
+        batch_size_per_gpu=wl.batch_size,
+        params=params.total,
+        sharded_params_per_rank=shard,
+        memory=plans,
+        training_flops_per_step=flops_by_ckpt[False],
+        training_flops_per_step_checkpointing=flops_by_ckpt[True],
+        device=device,
+        mfu=mfu,
+        step_seconds=step,
+        step_seconds_checkpointing=step_ck,
+        samples=samples,
+        steps=steps,
+        train_seconds=train,
+        train_seconds_checkpointing=train_ck,
+    )
