@@ -172,16 +172,41 @@ class _Graph:
         )
 
 
+# (B, Q, W·q_dim) tensors the MLP keeps per activation: what the activation saves plus
+# mlp.dense2's input, unique storages. Measured with saved_tensors_hooks on transformers 5.24's
+# ACT2FN modules (torch 2.13): gelu saves its input (2 with dense2's input); relu, tanh and
+# sigmoid save their output, which is dense2's input (1); python-formula GELUs keep every
+# intermediate (gelu_new 5, gelu_fast 8). xielu also saves four 0-dim scalars (not counted).
+ACTIVATION_SAVES: dict[str, int] = {
+    "gelu": 2,
+    "gelu_10": 3,
+    "gelu_accurate": 5,
+    "gelu_fast": 8,
+    "gelu_new": 5,
+    "gelu_python": 4,
+    "gelu_python_tanh": 5,
+    "gelu_pytorch_tanh": 2,
+    "hardswish": 2,
+    "laplace": 2,
+    "leaky_relu": 2,
+    "linear": 1,
+    "mish": 2,
+    "prelu": 2,
+    "quick_gelu": 3,
+    "relu": 1,
+    "relu2": 2,
+    "relu6": 2,
+    "sigmoid": 1,
+    "silu": 2,
+    "sqrtsoftplus": 2,
+    "swish": 2,
+    "tanh": 1,
+    "xielu": 6,
+}
+
+
 def _activation_saves(hidden_act: str) -> int:
-    """How many (B, Q, W·q_dim) tensors the MLP keeps: the activation's saved tensors plus
-    dense2's input, unique storages. gelu / silu / gelu_pytorch_tanh save their input (2);
-    relu / sigmoid / tanh save their output, which is dense2's input (1); quick_gelu
-    (x·sigmoid(1.702x)) keeps x, the sigmoid and the product (3). Others: 2 (not verified)."""
-    if hidden_act in ("relu", "sigmoid", "tanh", "relu6", "leaky_relu"):
-        return 1
-    if hidden_act == "quick_gelu":
-        return 3
-    return 2
+    return ACTIVATION_SAVES.get(hidden_act, 2)
 
 
 def _layer(
