@@ -28,8 +28,13 @@ FlopCounterMode facts (torch 2.13, found while writing this module)
   single level, never sum across levels.
 * A module called several times accumulates under one key: ``encoder.self_attends.i`` holds
   ``num_blocks`` applications of layer i (its weights are shared across blocks).
+* Only modules that issued counted ops have a key: layer norms, ``perceiver.embeddings``,
+  Fourier encodings, dropout etc. (0 FLOPs) are absent, so read missing keys as 0.
 * Ops issued outside any submodule are charged only to the root and ``Global``; in Perceiver
-  that happens for nothing matmul-like (the tied output matmul is inside ``embedding_decoder``).
+  that happens for nothing matmul-like (the tied output matmul is inside ``embedding_decoder``),
+  so the root's direct children, and ``perceiver``'s, sum exactly to their parent (checked for
+  all 8 classes in test_hf_truth.py). Inside a layer that is not so: ``attention.self`` issues
+  its score and context ``bmm`` itself, beyond its ``query``/``key``/``value`` children.
 * Backward FLOPs land on the same keys as forward FLOPs (no "(backward)" suffix): ModuleTracker
   re-enters a module when the gradient of its outputs arrives and leaves it when the gradients
   of its tensor inputs are done. A module whose inputs do not require grad (e.g.
@@ -463,7 +468,8 @@ class FlopResult:
 
     * ``total``: all counted FLOPs (forward, plus backward when requested).
     * ``by_module``: inclusive per-module counts keyed by transformers' module path
-      (``named_modules()`` spelling; root = ``""``). Repeated calls accumulate under one key.
+      (``named_modules()`` spelling; root = ``""``). Repeated calls accumulate under one key;
+      modules with no counted op have no key.
     * ``by_op``: e.g. ``{"aten.addmm": ..., "aten.bmm": ..., "aten.mm": ...}``; sums to total.
     * ``by_module_op``: ``{path: {op: flops}}``.
     * ``device``: ``"meta"``, or ``"cpu"`` when the meta forward failed and a CPU model was used.

@@ -206,6 +206,12 @@ def test_flops_scale_linearly_with_batch() -> None:
         one = hf_flops(mc, TINY, replace(w, batch_size=1))
         three = hf_flops(mc, TINY, replace(w, batch_size=3))
         assert three.total == 3 * one.total, mc
+        # No matmul is issued directly by the root or by `perceiver`: children sum to parents.
+        m = one.by_module
+        assert sum(v for k, v in m.items() if k and "." not in k) == m[""] == one.total, mc
+        if "perceiver" in m:
+            children = (v for k, v in m.items() if k.startswith("perceiver.") and k.count(".") == 1)
+            assert sum(children) == m["perceiver"], mc
 
 
 # --------------------------------------------------------------------------------------------
