@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -51,6 +52,8 @@ __all__ = [
     "compare",
     "fit",
     "pareto_front",
+    "plot_shares",
+    "plot_sweep",
     "training_plan",
 ]
 
@@ -363,3 +366,108 @@ def training_plan(
         train_seconds=train,
         train_seconds_checkpointing=train_ck,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Plots (matplotlib, optional extra "plot"; imported only here, only when called)
+
+
+def plot_sweep(
+    result: SweepResult,
+    out: str | Path,
+    *,
+    x: str | None = None,
+    highlight: Sequence[int] | None = None,
+) -> None:
+    """Parameters, training FLOPs and training memory against the swept field ``x`` (default:
+    the first swept field), one line per value of the other swept fields (at most 8)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = result.sweep.columns
+    x = x or next(iter(cols))
+    others = [k for k in cols if k != x]
+    keys = [tuple(cols[k][i] for k in others) for i in range(len(result))]
+    series = list(dict.fromkeys(keys))[:8]
+    panels = (
+        ("params", "parameters", 1.0),
+        ("training_flops", "training FLOPs / step", 1.0),
+        ("memory_bytes", "memory (GiB)", 1 / 2**30),
+    )
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), constrained_layout=True)
+    for ax, (count, label, scale) in zip(axes, panels, strict=True):
+        for s in series:
+            idx = [i for i in range(len(result)) if keys[i] == s and result.valid[i]]
+            if not idx:
+                continue
+            xs = [cols[x][i] for i in idx]
+            ys = [int(result.counts[count][i]) * scale for i in idx]
+            name = ", ".join(f"{k}={v}" for k, v in zip(others, s, strict=True)) or None
+            ax.plot(xs, ys, marker="o", ms=3, label=name)
+        if highlight:
+            hs = [i for i in highlight if result.valid[i]]
+            ax.scatter(
+                [cols[x][i] for i in hs],
+                [int(result.counts[count][i]) * scale for i in hs],
+                s=60,
+                facecolors="none",
+                edgecolors="black",
+                zorder=3,
+                label="Pareto front",
+            )
+        ax.set_xlabel(x)
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        if count != "memory_bytes":
+            ax.set_yscale("log")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if labels and any(labels):
+        fig.legend(handles, labels, loc="outside right center", fontsize=8)
+    fig.suptitle(f"{result.sweep.model}: counts against {x}")
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def plot_shares(resolved: ResolvedModel, workload: Workload, out: str | Path) -> None:
+    """Share of forward FLOPs and of training activation memory per module (horizontal bars;
+    modules under 1% in both are grouped as "other")."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wl = workload.model_copy(update={"mode": "training"})
+    flops = {k: v.forward for k, v in count_flops(resolved, wl).by_module.items()}
+    mem = count_memory(resolved, wl).by_module
+
+    def short(path: str) -> str:
+        import re
+
+        path = re.sub(r"self_attends\.(\d+)", r"self_attends.\1", path)
+        return path.removeprefix("perceiver.")
+
+    ftot, mtot = sum(flops.values()) or 1, sum(mem.values()) or 1
+    names = [
+        k
+        for k in dict.fromkeys([*flops, *mem])
+        if flops.get(k, 0) / ftot >= 0.01 or mem.get(k, 0) / mtot >= 0.01
+    ]
+    fs = [flops.get(k, 0) / ftot * 100 for k in names]
+    ms = [mem.get(k, 0) / mtot * 100 for k in names]
+    names.append("other")
+    fs.append(100 - sum(fs))
+    ms.append(100 - sum(ms))
+    fig, ax = plt.subplots(figsize=(10, 0.35 * len(names) + 1.5), constrained_layout=True)
+    ys = np.arange(len(names))
+    ax.barh(ys - 0.2, fs, height=0.4, label="forward FLOPs")
+    ax.barh(ys + 0.2, ms, height=0.4, label="training activations")
+    ax.set_yticks(ys, [short(n) for n in names], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("share (%)")
+    ax.legend(loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(f"{resolved.model}: where FLOPs and activation memory go")
+    fig.savefig(out, dpi=120)
+    plt.close(fig)

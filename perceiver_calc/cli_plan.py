@@ -1,0 +1,290 @@
+"""``perceiver-calc sweep | fit | compare | plan``: planning commands, registered on cli.py's app.
+
+Thin like cli.py: parse, call :mod:`perceiver_calc.sweep` / :mod:`perceiver_calc.plan`, render.
+Exit 2 for bad input. matplotlib is imported only when ``--plot`` is given (extra "plot").
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from perceiver_calc.cli import _fail, _stdout
+from perceiver_calc.config import load_config
+from perceiver_calc.errors import ConfigError, PerceiverCalcError
+from perceiver_calc.resolve import validate as validate_config
+from perceiver_calc.sweep import COUNTS, Sweep, SweepResult, evaluate, grid, parse_values
+from perceiver_calc.workload import Workload
+
+__all__ = ["register"]
+
+
+class OutFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+VaryOpt = Annotated[
+    list[str],
+    typer.Option("--vary", help="FIELD=START:STOP:STEP or FIELD=V1,V2,... (repeatable)."),
+]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model class.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Per-GPU batch size.")]
+SeqOpt = Annotated[int | None, typer.Option("--seq-len", help="Text input length.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="fp32, bf16, fp16, mixed-bf16, ...")]
+ModeOpt = Annotated[str, typer.Option("--mode", help="inference or training.")]
+CkptOpt = Annotated[bool, typer.Option("--checkpointing", help="Activation checkpointing.")]
+FormatOpt = Annotated[OutFormat, typer.Option("--format", "-f")]
+
+
+def _workload(batch: int, seq: int | None, dtype: str, mode: str, ckpt: bool) -> Workload:
+    try:
+        return Workload.model_validate(
+            {
+                "batch_size": batch,
+                "seq_len": seq,
+                "dtype": dtype,
+                "mode": mode,
+                "checkpointing": ckpt,
+            }
+        )
+    except ValueError as err:
+        _fail(f"error: workload: {str(err).splitlines()[0:3]}", 2)
+
+
+def _sweep(path: Path, vary: list[str], model: str | None, wl: Workload) -> SweepResult:
+    try:
+        axes: dict[str, list[Any]] = {}
+        for spec in vary:
+            name, sep, values = spec.partition("=")
+            if not sep:
+                raise ValueError(f"--vary {spec!r}: expected FIELD=VALUES")
+            axes[name.strip()] = parse_values(values)
+        sw: Sweep = grid(load_config(path), axes, model=model, workload=wl)
+    except ConfigError as err:
+        _fail(f"error: {path}: {err}", 2)
+    except (PerceiverCalcError, ValueError) as err:
+        _fail(f"error: {err}", 2)
+    if len(sw) < 2000:
+        return evaluate(sw)
+    from rich.progress import Progress
+
+    with Progress(console=_stdout(), transient=True) as bar:
+        task = bar.add_task("sweeping", total=len(sw))
+        return evaluate(sw, progress=lambda done, _n: bar.update(task, completed=done))
+
+
+def _render(res: SweepResult, rows: list[int], fmt: OutFormat, title: str) -> None:
+    names = list(res.sweep.columns)
+    data = [res.rows()[i] for i in rows] if len(rows) < len(res) else res.rows()
+    if fmt is OutFormat.json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    if fmt is OutFormat.csv:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=[*names, "valid", *COUNTS, "reason"])
+        w.writeheader()
+        for row in data:
+            w.writerow(row)
+        typer.echo(buf.getvalue(), nl=False)
+        return
+    out = _stdout()
+    table = Table(title=title, box=None)
+    for n in names:
+        table.add_column(n, justify="right")
+    for c in ("params", "forward_flops", "training_flops", "memory_bytes"):
+        table.add_column(c, justify="right")
+    invalid: list[str] = []
+    for row in data:
+        if row["valid"]:
+            table.add_row(
+                *(str(row[n]) for n in names),
+                f"{row['params']:,}",
+                f"{row['forward_flops']:.3e}",
+                f"{row['training_flops']:.3e}",
+                f"{row['memory_bytes'] / 2**30:.2f} GiB",
+            )
+        else:
+            vals = ", ".join(f"{n}={row[n]}" for n in names)
+            invalid.append(f"  {vals}: {row['reason']}")
+    out.print(table)
+    if invalid:
+        out.print(f"invalid ({len(invalid)}):", markup=False)
+        for line in invalid:
+            out.print(line, markup=False)
+
+
+def _plot(res: SweepResult, out: Path, rows: list[int] | None = None) -> None:
+    from perceiver_calc.plan import plot_sweep
+
+    plot_sweep(res, out, highlight=rows)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``sweep``, ``fit``, ``compare`` and ``plan`` to ``app``."""
+
+    @app.command()
+    def sweep(
+        path: Path,
+        vary: VaryOpt,
+        model: ModelOpt = None,
+        batch_size: BatchOpt = 1,
+        seq_len: SeqOpt = None,
+        dtype: DtypeOpt = "fp32",
+        mode: ModeOpt = "training",
+        checkpointing: CkptOpt = False,
+        format: FormatOpt = OutFormat.table,
+        plot: Annotated[Path | None, typer.Option("--plot", help="out.png or out.svg")] = None,
+    ) -> None:
+        """Counts for every config of a grid; invalid points listed with their reason."""
+        res = _sweep(path, vary, model, _workload(batch_size, seq_len, dtype, mode, checkpointing))
+        _render(res, list(range(len(res))), format, f"{res.sweep.model}: {len(res)} configs")
+        if plot is not None:
+            _plot(res, plot)
+
+    @app.command()
+    def fit(
+        path: Path,
+        vary: VaryOpt,
+        max_params: Annotated[int | None, typer.Option("--max-params")] = None,
+        max_flops: Annotated[int | None, typer.Option("--max-flops")] = None,
+        max_memory: Annotated[int | None, typer.Option("--max-memory")] = None,
+        model: ModelOpt = None,
+        batch_size: BatchOpt = 1,
+        seq_len: SeqOpt = None,
+        dtype: DtypeOpt = "fp32",
+        checkpointing: CkptOpt = False,
+        format: FormatOpt = OutFormat.table,
+        plot: Annotated[Path | None, typer.Option("--plot")] = None,
+    ) -> None:
+        """Configs within budget (training FLOPs per step, training memory), and the Pareto
+        front: most parameters for the least compute."""
+        from perceiver_calc.plan import fit as fit_rows
+
+        wl = _workload(batch_size, seq_len, dtype, "training", checkpointing)
+        res = _sweep(path, vary, model, wl)
+        found = fit_rows(res, max_params=max_params, max_flops=max_flops, max_memory=max_memory)
+        if format is OutFormat.table:
+            _stdout().print(f"{len(found.within)} of {len(res)} configs within budget")
+        _render(res, found.pareto, format, "Pareto front: most params for least training FLOPs")
+        if plot is not None:
+            _plot(res, plot, found.pareto)
+
+    @app.command()
+    def compare(
+        paths: list[Path],
+        model: ModelOpt = None,
+        batch_size: BatchOpt = 1,
+        seq_len: SeqOpt = None,
+        format: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table",
+    ) -> None:
+        """Configs side by side; rows that differ are highlighted."""
+        from perceiver_calc.plan import compare as compare_models
+
+        try:
+            resolved = [validate_config(p, model) for p in paths]
+        except ConfigError as err:
+            _fail(f"error: {err}", 2)
+        except PerceiverCalcError as err:
+            _fail(f"error: {err}", 2)
+        wl = _workload(batch_size, seq_len, "fp32", "training", False)
+        cmp = compare_models(resolved, [str(p) for p in paths], wl)
+        if format == "json":
+            typer.echo(cmp.model_dump_json(indent=2))
+            return
+        table = Table(box=None)
+        table.add_column("")
+        for name in cmp.names:
+            table.add_column(name, justify="right")
+        for k, vals in cmp.counts.items():
+            style = "bold yellow" if k in cmp.differing_counts else None
+            table.add_row(k, *(f"{v:,}" for v in vals), style=style)
+        table.add_section()
+        for k, dvals in cmp.dims.items():
+            if k in cmp.differing_dims:
+                table.add_row(k, *("-" if v is None else str(v) for v in dvals), style="yellow")
+        _stdout().print(table)
+        same = len(cmp.dims) - len(cmp.differing_dims)
+        _stdout().print(f"{len(cmp.differing_dims)} dimensions differ; {same} are equal (hidden)")
+
+    @app.command()
+    def plan(
+        path: Path,
+        gpus: Annotated[int, typer.Option("--gpus")] = 8,
+        device: Annotated[str | None, typer.Option("--device", help="a100-80gb, h100-sxm")] = None,
+        mfu: Annotated[float, typer.Option("--mfu")] = 0.4,
+        samples: Annotated[int | None, typer.Option("--samples")] = None,
+        model: ModelOpt = None,
+        batch_size: BatchOpt = 1,
+        seq_len: SeqOpt = None,
+        dtype: DtypeOpt = "mixed-bf16",
+        format: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table",
+    ) -> None:
+        """Per-GPU memory for DDP, ZeRO-1/2/3 and FSDP, step time and time to train."""
+        from perceiver_calc.plan import training_plan
+
+        try:
+            resolved = validate_config(path, model)
+            wl = _workload(batch_size, seq_len, dtype, "training", False)
+            tp = training_plan(resolved, wl, gpus=gpus, device=device, mfu=mfu, samples=samples)
+        except ConfigError as err:
+            _fail(f"error: {path}: {err}", 2)
+        except (PerceiverCalcError, ValueError) as err:
+            _fail(f"error: {err}", 2)
+        if format == "json":
+            typer.echo(tp.model_dump_json(indent=2))
+            return
+        out = _stdout()
+        out.print(f"{tp.model}: {tp.params:,} parameters, {gpus} GPUs, batch {batch_size}/GPU")
+        table = Table(box=None, title="per-GPU memory (GiB)")
+        for c in (
+            "strategy",
+            "ckpt",
+            "weights",
+            "grads",
+            "optim",
+            "activations",
+            "transient",
+            "total",
+            "fits",
+        ):
+            table.add_column(c, justify="right")
+        gib = 2**30
+        for m in tp.memory:
+            table.add_row(
+                m.strategy,
+                "yes" if m.checkpointing else "no",
+                *(
+                    f"{v / gib:.2f}"
+                    for v in (
+                        m.weights_bytes,
+                        m.gradients_bytes,
+                        m.optimizer_bytes,
+                        m.activations_bytes,
+                        m.transient_bytes,
+                        m.total_bytes,
+                    )
+                ),
+                "-" if m.fits is None else ("yes" if m.fits else "NO"),
+            )
+        out.print(table)
+        if tp.step_seconds is not None:
+            ck = (tp.step_seconds_checkpointing or 0) * 1e3
+            out.print(
+                f"step: {tp.step_seconds * 1e3:.1f} ms ({ck:.1f} ms with checkpointing) "
+                f"at MFU {mfu:.0%} on {device}"
+            )
+        if tp.train_seconds is not None:
+            out.print(
+                f"{samples:,} samples: {tp.steps:,} steps, "
+                f"{tp.train_seconds / 3600:.2f} h "
+                f"({(tp.train_seconds_checkpointing or 0) / 3600:.2f} h with checkpointing)"
+            )
