@@ -436,17 +436,25 @@ def plot_shares(resolved: ResolvedModel, workload: Workload, out: str | Path) ->
     import matplotlib
 
     matplotlib.use("Agg")
+    import re
+
     import matplotlib.pyplot as plt
 
     wl = workload.model_copy(update={"mode": "training"})
-    flops = {k: v.forward for k, v in count_flops(resolved, wl).by_module.items()}
-    mem = count_memory(resolved, wl).by_module
+
+    def grouped(d: Mapping[str, int]) -> dict[str, int]:
+        # the self_attends layers are identical: one bar for all of them
+        out: dict[str, int] = {}
+        for k, v in d.items():
+            key = re.sub(r"self_attends\.\d+", "self_attends.*", k).removeprefix("perceiver.")
+            out[key] = out.get(key, 0) + v
+        return out
+
+    flops = grouped({k: v.forward for k, v in count_flops(resolved, wl).by_module.items()})
+    mem = grouped(count_memory(resolved, wl).by_module)
 
     def short(path: str) -> str:
-        import re
-
-        path = re.sub(r"self_attends\.(\d+)", r"self_attends.\1", path)
-        return path.removeprefix("perceiver.")
+        return path
 
     ftot, mtot = sum(flops.values()) or 1, sum(mem.values()) or 1
     names = [
