@@ -362,9 +362,22 @@ def _unique_rows(
     keys: dict[tuple[Any, ...], int] = {}
     inverse = np.empty(len(rows), dtype=np.int64)
     if all(a.dtype == np.int64 for a in arrays):
-        stacked = np.stack([a[rows] for a in arrays], axis=1)
-        uniq, inv = np.unique(stacked, axis=0, return_inverse=True)
-        return [tuple(int(x) for x in u) for u in uniq], inv.reshape(-1).astype(np.int64)
+        # Codes per column (1-D unique is a fast sort), then one mixed-radix key per row:
+        # much faster than np.unique(axis=0), which sorts rows as structured records.
+        codes, uniques = [], []
+        for a in arrays:
+            u, c = np.unique(a[rows], return_inverse=True)
+            uniques.append(u)
+            codes.append(c.reshape(-1))
+        dims = [len(u) for u in uniques]
+        if math.prod(dims) < 2**62:  # else the mixed-radix key would not fit in int64
+            flat = np.ravel_multi_index(codes, dims)
+            ukey, inv = np.unique(flat, return_inverse=True)
+            parts = np.unravel_index(ukey, dims)
+            combos = list(
+                zip(*(u[p].tolist() for u, p in zip(uniques, parts, strict=True)), strict=True)
+            )
+            return combos, inv.reshape(-1).astype(np.int64)
     lists = [a[rows].tolist() for a in arrays]
     for j, key in enumerate(zip(*lists, strict=True)):
         inverse[j] = keys.setdefault(key, len(keys))
@@ -567,11 +580,12 @@ def _fit_group(
             return None
         for k in COUNTS:
             values[k][idx] = Fraction(row[k])
+    inverses = [_inverse_vandermonde(nd) for nd in nodes]
     polys: dict[str, Poly] = {}
     for k in COUNTS:
         coef = values[k]
-        for axis, nd in enumerate(nodes):
-            coef = np.apply_along_axis(_solve_vandermonde, axis, coef, nd)
+        for axis, inv_v in enumerate(inverses):
+            coef = np.moveaxis(np.tensordot(inv_v, coef, axes=([1], [axis])), 0, axis)
         poly: Poly = {}
         for idx in itertools.product(*(range(s) for s in shape)):
             c = coef[idx]
@@ -603,10 +617,13 @@ def _fit_group(
     return polys, points
 
 
-def _solve_vandermonde(f: npt.NDArray[Any], nodes: list[int]) -> npt.NDArray[Any]:
-    """Monomial coefficients c with sum_e c[e] * x**e == f at each node (exact, rational)."""
+def _inverse_vandermonde(nodes: list[int]) -> npt.NDArray[Any]:
+    """V**-1 for V[i][e] = nodes[i]**e, exact (Fractions): coefficients = V**-1 @ values."""
     m = len(nodes)
-    a = [[Fraction(x) ** e for e in range(m)] + [Fraction(f[i])] for i, x in enumerate(nodes)]
+    a = [
+        [Fraction(x) ** e for e in range(m)] + [Fraction(int(i == j)) for j in range(m)]
+        for i, x in enumerate(nodes)
+    ]
     for col in range(m):  # Gauss-Jordan; the nodes are distinct so pivots are nonzero
         piv = next(r for r in range(col, m) if a[r][col] != 0)
         a[col], a[piv] = a[piv], a[col]
@@ -616,8 +633,10 @@ def _solve_vandermonde(f: npt.NDArray[Any], nodes: list[int]) -> npt.NDArray[Any
             if r != col and a[r][col] != 0:
                 factor = a[r][col]
                 a[r] = [v - factor * w for v, w in zip(a[r], a[col], strict=True)]
-    out = np.empty(m, dtype=object)
-    out[:] = [a[i][m] for i in range(m)]
+    out = np.empty((m, m), dtype=object)
+    for i in range(m):
+        for j in range(m):
+            out[i, j] = a[i][m + j]
     return out
 
 
