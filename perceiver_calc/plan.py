@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict
 from perceiver_calc.flops import count_flops
 from perceiver_calc.memory import Device, count_memory
 from perceiver_calc.params import count_params
-from perceiver_calc.resolve import PerceiverLayer, ResolvedModel
+from perceiver_calc.resolve import Dim, Parameter, PerceiverLayer, ResolvedModel
 from perceiver_calc.sweep import SweepResult
 from perceiver_calc.workload import Workload
 
@@ -185,9 +185,15 @@ def _dims(resolved: ResolvedModel) -> dict[str, int]:
             path = m.path.rsplit(".", 1)[0] + ".*"
         else:
             path = m.path
+        if isinstance(m, Parameter):
+            path = f"{path}.{m.name}"
         for name, value in m:
-            if hasattr(value, "value") and hasattr(value, "source"):
-                out[f"{path}:{name}"] = int(value.value)
+            if isinstance(value, Dim):
+                out[f"{path}:{name}"] = value.value
+            elif isinstance(value, tuple) and value and all(isinstance(d, Dim) for d in value):
+                out[f"{path}:{name}"] = math.prod(d.value for d in value)
+                for i, d in enumerate(value):
+                    out[f"{path}:{name}[{i}]"] = d.value
             elif name == "applications":
                 out[f"{path}:{name}"] = int(value)
     out["encoder.self_attends:count"] = sum(
