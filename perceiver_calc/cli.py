@@ -15,11 +15,14 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from perceiver_calc.cli_plan import register as register_planning_commands
+from perceiver_calc.console import fail as _fail
+from perceiver_calc.console import stdout as _stdout
 from perceiver_calc.errors import ConfigError, InputError, PerceiverCalcError
 from perceiver_calc.report import (
     Report,
@@ -67,20 +70,6 @@ StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Treat keys PerceiverConfig does not know as errors.")
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
-
-
-def _stdout() -> Console:
-    # Module paths are long (transformers' names, verbatim): when the output is not a terminal
-    # (a pipe, a file, a test), use a width they fit in instead of rich's 80 columns.
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=160)
-    return console
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    Console(stderr=True, highlight=False, soft_wrap=True).print(message, markup=False)
-    raise typer.Exit(code)
 
 
 def _build(path: Path, model: str | None, strict: bool) -> Report:
@@ -145,6 +134,9 @@ def validate(
     out.print(f"{path}: valid {rep.model} ({rep.params.total:,} parameters)")
     for f in rep.findings:
         out.print(f"  {f.severity}: {f}", markup=False)
+
+
+register_planning_commands(app)  # sweep, fit, compare, plan
 
 
 def main() -> None:

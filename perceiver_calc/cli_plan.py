@@ -16,8 +16,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from perceiver_calc.cli import _fail, _stdout
 from perceiver_calc.config import load_config
+from perceiver_calc.console import fail as _fail
+from perceiver_calc.console import stdout as _stdout
 from perceiver_calc.errors import ConfigError, PerceiverCalcError
 from perceiver_calc.resolve import validate as validate_config
 from perceiver_calc.sweep import COUNTS, Sweep, SweepResult, evaluate, grid, parse_values

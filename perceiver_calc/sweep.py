@@ -52,7 +52,7 @@ from perceiver_calc.errors import ConfigError, PerceiverCalcError
 from perceiver_calc.flops import count_flops
 from perceiver_calc.memory import Device, count_memory
 from perceiver_calc.params import count_params
-from perceiver_calc.resolve import ResolvedModel, model_class_of, resolve
+from perceiver_calc.resolve import ResolvedModel, model_class_of, resolve, resolve_unchecked
 from perceiver_calc.workload import Workload, check_workload
 
 __all__ = [
@@ -170,23 +170,11 @@ def _unchecked(
 ) -> tuple[ResolvedModel, Workload]:
     """A resolved model for values that may break a dimension rule (fit nodes only): the
     builders of ``resolve`` run as they do for a valid config, only the raise is skipped."""
-    from perceiver_calc.resolve import _BUILDERS, _INPUT_KIND, _Ctx, _encoder_kv
-
     cfg_vals = {k: v for k, v in values.items() if k not in WORKLOAD_FIELDS}
     wl_vals = {k: v for k, v in values.items() if k in WORKLOAD_FIELDS}
     config = base.model_copy(update=cfg_vals)
     wl = workload.model_copy(update=wl_vals)
-    ctx = _Ctx(config, model)
-    modules = _BUILDERS[model](ctx)
-    resolved = ResolvedModel.model_construct(
-        model=model,
-        config=config,
-        modules=tuple(modules),
-        findings=(),
-        encoder_kv_dim=_encoder_kv(modules),
-        fixed_lengths={"latents": config.num_latents, "one": 1},
-        input_kind=_INPUT_KIND[model],
-    )
+    resolved = resolve_unchecked(config, model)
     return resolved, wl
 
 

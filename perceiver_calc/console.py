@@ -1,0 +1,24 @@
+"""Console helpers shared by the command modules: where output goes and how a failure ends."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+
+__all__ = ["fail", "stdout"]
+
+
+def stdout() -> Console:
+    # Module paths are long (transformers' names, verbatim): when the output is not a terminal
+    # (a pipe, a file, a test), use a width they fit in instead of rich's 80 columns.
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=160)
+    return console
+
+
+def fail(message: str, code: int) -> NoReturn:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(message, markup=False)
+    raise typer.Exit(code)
