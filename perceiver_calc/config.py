@@ -170,8 +170,9 @@ class PerceiverConfig(BaseModel):
     num_latents: PositiveInt = 256
     d_latents: PositiveInt = 1280
     d_model: PositiveInt = 768
-    num_blocks: PositiveInt = 1
-    num_self_attends_per_block: PositiveInt = 26
+    # 0 is legal for these two in transformers: an encoder of one cross-attention only.
+    num_blocks: NonNegativeInt = 1
+    num_self_attends_per_block: NonNegativeInt = 26
     num_self_attention_heads: PositiveInt = 8
     num_cross_attention_heads: PositiveInt = 8
     qk_channels: PositiveInt | None = None

@@ -24,9 +24,9 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "num_blocks": (
         "Times the block of self-attention layers is applied; its weights are shared, so "
         "it adds compute, not parameters.",
-        "int >= 1",
+        "int >= 0 (0: no self-attention at all)",
     ),
-    "num_self_attends_per_block": ("L: self-attention layers in the block.", "int >= 1"),
+    "num_self_attends_per_block": ("L: self-attention layers in the block.", "int >= 0"),
     "num_self_attention_heads": (
         "Heads of every encoder self-attention.",
         "int >= 1; divides d_latents and the self-attention qk/v channels",

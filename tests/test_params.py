@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import perceiver_calc as pc
 from tests.hf_truth import MODEL_CLASSES, build_hf_model, hf_buffer_shapes, hf_param_shapes
+from tests.strategies import valid_config
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -136,18 +137,10 @@ def test_defaults_of_hardcoded_fields_reproduce_transformers() -> None:
     assert a == b
 
 
-try:
-    from tests.strategies import valid_config
-except ImportError:  # pragma: no cover - the strategies module is part of the test suite
-    valid_config = None
-
-
-@pytest.mark.skipif(valid_config is None, reason="tests/strategies.py not available")
 @pytest.mark.parametrize("model_class", MODEL_CLASSES)
 @settings(deadline=None)
 @given(data=st.data())
 def test_params_equal_transformers(model_class: str, data: st.DataObject) -> None:
     """Property: for any valid config, every tensor equals transformers' (names and shapes)."""
-    assert valid_config is not None
     config = data.draw(valid_config(model_class))
     assert_matches_transformers(model_class, config)
