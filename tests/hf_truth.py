@@ -512,7 +512,7 @@ def _count_flops(
     with _meta_safe(device), counter:
         out = model(**kwargs)
         if backward:
-            _loss(out).backward()
+            _loss(out).backward()  # type: ignore[no-untyped-call]
     root = type(model).__name__
     by_module: dict[str, int] = {}
     by_module_op: dict[str, dict[str, int]] = {}
