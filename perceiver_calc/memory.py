@@ -309,11 +309,15 @@ def saved_tensors(
             g.save(g.new("pixel_values"), conv.path, b * conv.in_channels.value * h * w)
             proj = mods[f"{pre}.positions_projection"]
             assert isinstance(proj, Linear)
-            # Linear on the batch-expanded (stride-0) positions: matmul folds (B, S², C) into
-            # (B·S², C) with a copy, which mm saves.
-            g.save(
-                g.new("positions_folded"), proj.path, b * lens["inputs"] * proj.in_features.value
-            )
+            # Linear on the batch-expanded positions (B, S², C): for B > 1 the stride-0 tensor
+            # is not contiguous and (if S² > 1) matmul folds it to (B·S², C) with a copy, which mm
+            # saves; otherwise it folds to a view of the parameter (not an activation).
+            if b > 1 and lens["inputs"] > 1:
+                g.save(
+                    g.new("positions_folded"),
+                    proj.path,
+                    b * lens["inputs"] * proj.in_features.value,
+                )
         elif model == "PerceiverForImageClassificationConvProcessing":
             conv = mods[f"{pre}.convnet.conv"]
             assert isinstance(conv, Conv2d)
@@ -419,7 +423,10 @@ def _loss(g: _Graph, resolved: ResolvedModel, b: int, o: int, logits: str, width
     cfg = resolved.config
     rows = b * o
     problem = cfg.problem_type
-    if problem is None:
+    if resolved.model == "PerceiverForMaskedLM":
+        problem = "single_label_classification"  # CrossEntropyLoss over the vocabulary, always
+    elif problem is None:
+        # transformers' rule: one label -> regression (MSE), else class ids -> cross-entropy
         problem = "regression" if width == 1 else "single_label_classification"
     if problem == "regression":
         g.save(logits, "loss", rows * width)

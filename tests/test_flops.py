@@ -40,17 +40,17 @@ def ours(model_class: str, config: dict[str, Any]) -> ResolvedModel:
 
 def to_workload(w: hf_truth.Workload, **extra: Any) -> Workload:
     """The harness's workload as perceiver_calc's (same field names and defaults)."""
-    return Workload(
-        batch_size=w.batch_size,
-        seq_len=w.seq_len,
-        image_size=w.image_size,
-        num_frames=w.num_frames,
-        audio_samples=w.audio_samples,
-        subsampled_image_points=w.subsampled_image_points,
-        subsampled_audio_points=w.subsampled_audio_points,
-        mode="training" if w.training else "inference",
-        **extra,
-    )
+    fields: dict[str, Any] = {
+        "batch_size": w.batch_size,
+        "seq_len": w.seq_len,
+        "image_size": w.image_size,
+        "num_frames": w.num_frames,
+        "audio_samples": w.audio_samples,
+        "subsampled_image_points": w.subsampled_image_points,
+        "subsampled_audio_points": w.subsampled_audio_points,
+        "mode": "training" if w.training else "inference",
+    }
+    return Workload(**(fields | extra))
 
 
 @pytest.mark.parametrize("model_class", hf_truth.MODEL_CLASSES)
