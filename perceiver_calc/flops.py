@@ -132,24 +132,15 @@ def _term(*names: str) -> str:
 
 
 def tokens_of(m: Linear | TiedOutput | Embedding, lens: dict[str, int]) -> tuple[int, str]:
-    """Rows a module is applied to. The multimodal postprocessors each see only their
-    modality's slice of the decoder output (PerceiverMultimodalPostprocessor.restructure), not
-    all of it as the resolved ``tokens="outputs"`` says."""
-    if m.path.startswith("perceiver.output_postprocessor.modalities."):
-        modality = m.path.split(".")[3]
-        key = f"outputs.{modality}"
-        if key in lens:
-            return lens[key], "outputs"
-    return lens[m.tokens], m.tokens
+    """Rows a module is applied to, and the token count's family (``outputs.image`` ->
+    ``outputs``) for the scaling terms."""
+    return lens[m.tokens], m.tokens.split(".")[0]
 
 
 def consumes_model_inputs(m: Module) -> bool:
     """The module's input is a raw model input that needs no gradient (pixels, flow patches),
-    so autograd computes only its weight gradient. Helper kept here rather than in resolve:
-    in every class the convolutions and the flow ``conv_after_patches`` are the first op."""
-    if isinstance(m, Conv2d):
-        return True
-    return isinstance(m, Linear) and m.path.endswith(".conv_after_patches")
+    so autograd computes only its weight gradient."""
+    return isinstance(m, (Conv2d, Linear)) and m.reads_model_inputs
 
 
 def _conv_out(size: int, m: Conv2d) -> int:
@@ -194,11 +185,10 @@ def module_ops(
         case Linear():
             rows, t = tokens_of(m, lens)
             grads = 1 if consumes_model_inputs(m) else 2
-            n = b if m.per_batch else 1
             return [
                 Op(
                     name="",
-                    macs=n * rows * m.in_features.value * m.out_features.value,
+                    macs=b * rows * m.in_features.value * m.out_features.value,
                     grad_operands=grads,
                     term=_term(t),
                 )
@@ -263,7 +253,7 @@ def _elementwise(
             return total * m.applications
         case Linear():
             rows, _ = tokens_of(m, lens)
-            return (b if m.per_batch else 1) * rows * m.out_features.value if m.bias else 0
+            return b * rows * m.out_features.value if m.bias else 0
         case TiedOutput():
             rows, _ = tokens_of(m, lens)
             return b * rows * m.vocab_size.value

@@ -62,7 +62,12 @@ Source = Literal["explicit", "default", "hardcoded", "derived"]
 hardcoded: fixed by the model class in transformers (configurable here by an optional field);
 derived: computed from other values by a rule of transformers'."""
 
-TokenCount = Literal["latents", "inputs", "outputs", "one"]
+TokenCount = Literal[
+    "latents", "inputs", "outputs", "one", "outputs.audio", "outputs.image", "outputs.label"
+]
+"""Named token counts (values come from a workload, see perceiver_calc.workload.lengths).
+``outputs.<modality>``: the multimodal postprocessors each see only their modality's slice of
+the decoder output (PerceiverMultimodalPostprocessor.restructure)."""
 
 INT64_MAX = 2**63 - 1
 
@@ -129,9 +134,9 @@ class Linear(_Module):
     out_features: Dim
     bias: bool = True
     tokens: TokenCount
-    per_batch: bool = True
-    """False when the input is the same for every sample (a batch-expanded parameter still
-    runs once per sample in transformers; True there)."""
+    reads_model_inputs: bool = False
+    """Its input is a raw model input (flow patches), which needs no gradient: autograd
+    computes only the weight gradient (1x, not 2x, the forward matmul in backward)."""
 
 
 class Conv2d(_Module):
@@ -144,6 +149,8 @@ class Conv2d(_Module):
     stride: int
     bias: bool
     same_padding: bool
+    reads_model_inputs: bool = True
+    """Every Perceiver convolution is the first op on the pixels: no input gradient."""
 
 
 class BatchNorm2d(_Module):
@@ -897,6 +904,7 @@ def _optical_flow(ctx: _Ctx) -> list[Module]:
             ),
             out_features=out_ch,
             tokens="inputs",
+            reads_model_inputs=True,
         ),
         ff,
         _latents(ctx, "perceiver."),
@@ -1049,16 +1057,22 @@ def _multimodal(ctx: _Ctx) -> list[Module]:
     post = "perceiver.output_postprocessor.modalities"
     mods += [
         Linear(
-            path=f"{post}.audio.classifier", in_features=o_ch, out_features=spp, tokens="outputs"
+            path=f"{post}.audio.classifier",
+            in_features=o_ch,
+            out_features=spp,
+            tokens="outputs.audio",
         ),
         Linear(
             path=f"{post}.image.classifier",
             in_features=o_ch,
             out_features=Dim(value=3, source=hard, rule="out_channels=3"),
-            tokens="outputs",
+            tokens="outputs.image",
         ),
         Linear(
-            path=f"{post}.label.classifier", in_features=o_ch, out_features=nl, tokens="outputs"
+            path=f"{post}.label.classifier",
+            in_features=o_ch,
+            out_features=nl,
+            tokens="outputs.label",
         ),
     ]
     return mods
