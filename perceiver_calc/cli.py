@@ -13,6 +13,7 @@ This module must not import torch (a test checks it).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,20 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from perceiver_calc.cli_options import (
+    BatchOpt,
+    CheckpointingOpt,
+    DtypeChoice,
+    DtypeOpt,
+    ImageSizeOpt,
+    ModeChoice,
+    ModeOpt,
+    NumFramesOpt,
+    OptimizerChoice,
+    OptimizerOpt,
+    SeqLenOpt,
+    make_workload,
+)
 from perceiver_calc.cli_plan import register as register_planning_commands
 from perceiver_calc.console import fail as _fail
 from perceiver_calc.console import stdout as _stdout
@@ -33,6 +48,7 @@ from perceiver_calc.report import (
     render_table,
 )
 from perceiver_calc.resolve import validate as validate_config
+from perceiver_calc.workload import Workload
 
 app = typer.Typer(
     name="perceiver-calc",
@@ -72,14 +88,31 @@ StrictOpt = Annotated[
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 
 
-def _build(path: Path, model: str | None, strict: bool) -> Report:
-    return build_report(validate_config(path, model, strict=strict), source=str(path))
+def _build(
+    path: Path,
+    model: str | None,
+    strict: bool,
+    workload: Workload | None = None,
+    workload_explicit: bool = False,
+) -> Report:
+    return build_report(
+        validate_config(path, model, strict=strict),
+        source=str(path),
+        workload=workload,
+        workload_explicit=workload_explicit,
+    )
 
 
-def _guard(path: Path, model: str | None, strict: bool) -> Report:
+def _guard(
+    path: Path,
+    model: str | None,
+    strict: bool,
+    workload: Callable[[], Workload] | None = None,
+    workload_explicit: bool = False,
+) -> Report:
     """Build the report, turning every expected failure into exit status 2."""
     try:
-        return _build(path, model, strict)
+        return _build(path, model, strict, workload() if workload else None, workload_explicit)
     except ConfigError as err:
         _fail(f"error: {path}: {err}", 2)
     except PerceiverCalcError as err:
@@ -94,9 +127,42 @@ def report(
     model: ModelOpt = None,
     strict: StrictOpt = False,
     format: FormatOpt = Format.table,
+    batch_size: BatchOpt = 1,
+    seq_len: SeqLenOpt = None,
+    image_size: ImageSizeOpt = None,
+    num_frames: NumFramesOpt = None,
+    dtype: DtypeOpt = DtypeChoice.fp32,
+    mode: ModeOpt = ModeChoice.inference,
+    optimizer: OptimizerOpt = OptimizerChoice.adamw,
+    checkpointing: CheckpointingOpt = False,
 ) -> None:
-    """Resolved dimensions, parameters by module, and findings for one config."""
-    rep = _guard(path, model, strict)
+    """Resolved dimensions, parameters, FLOPs and memory by module, and findings."""
+
+    def workload() -> Workload:
+        return make_workload(
+            batch_size=batch_size,
+            seq_len=seq_len,
+            image_size=image_size,
+            num_frames=num_frames,
+            dtype=dtype,
+            mode=mode,
+            optimizer=optimizer,
+            checkpointing=checkpointing,
+        )
+
+    # The user chose an input when any workload option differs from its default: a workload
+    # transformers would fail on is then an error, not a warning.
+    explicit = (
+        batch_size != 1
+        or seq_len is not None
+        or image_size is not None
+        or num_frames is not None
+        or dtype is not DtypeChoice.fp32
+        or mode is not ModeChoice.inference
+        or optimizer is not OptimizerChoice.adamw
+        or checkpointing
+    )
+    rep = _guard(path, model, strict, workload, explicit)
     if format is Format.json:
         typer.echo(render_json(rep))
     elif format is Format.markdown:

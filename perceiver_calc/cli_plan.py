@@ -16,6 +16,19 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from perceiver_calc.cli_options import (
+    BatchOpt,
+    CheckpointingOpt,
+    DtypeChoice,
+    DtypeOpt,
+    ImageSizeOpt,
+    ModeChoice,
+    ModeOpt,
+    OptimizerChoice,
+    OptimizerOpt,
+    SeqLenOpt,
+    make_workload,
+)
 from perceiver_calc.config import load_config
 from perceiver_calc.console import fail as _fail
 from perceiver_calc.console import stdout as _stdout
@@ -38,27 +51,30 @@ VaryOpt = Annotated[
     typer.Option("--vary", help="FIELD=START:STOP:STEP or FIELD=V1,V2,... (repeatable)."),
 ]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model class.")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Per-GPU batch size.")]
-SeqOpt = Annotated[int | None, typer.Option("--seq-len", help="Text input length.")]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="fp32, bf16, fp16, mixed-bf16, ...")]
-ModeOpt = Annotated[str, typer.Option("--mode", help="inference or training.")]
-CkptOpt = Annotated[bool, typer.Option("--checkpointing", help="Activation checkpointing.")]
 FormatOpt = Annotated[OutFormat, typer.Option("--format", "-f")]
 
 
-def _workload(batch: int, seq: int | None, dtype: str, mode: str, ckpt: bool) -> Workload:
+def _workload(
+    batch: int,
+    seq: int | None,
+    image_size: str | None,
+    dtype: DtypeChoice,
+    mode: ModeChoice,
+    optimizer: OptimizerChoice,
+    ckpt: bool,
+) -> Workload:
     try:
-        return Workload.model_validate(
-            {
-                "batch_size": batch,
-                "seq_len": seq,
-                "dtype": dtype,
-                "mode": mode,
-                "checkpointing": ckpt,
-            }
+        return make_workload(
+            batch_size=batch,
+            seq_len=seq,
+            image_size=image_size,
+            dtype=dtype,
+            mode=mode,
+            optimizer=optimizer,
+            checkpointing=ckpt,
         )
-    except ValueError as err:
-        _fail(f"error: workload: {str(err).splitlines()[0:3]}", 2)
+    except PerceiverCalcError as err:
+        _fail(f"error: {err}", 2)
 
 
 def _sweep(path: Path, vary: list[str], model: str | None, wl: Workload) -> SweepResult:
@@ -138,15 +154,18 @@ def register(app: typer.Typer) -> None:
         vary: VaryOpt,
         model: ModelOpt = None,
         batch_size: BatchOpt = 1,
-        seq_len: SeqOpt = None,
-        dtype: DtypeOpt = "fp32",
-        mode: ModeOpt = "training",
-        checkpointing: CkptOpt = False,
+        seq_len: SeqLenOpt = None,
+        image_size: ImageSizeOpt = None,
+        dtype: DtypeOpt = DtypeChoice.fp32,
+        mode: ModeOpt = ModeChoice.training,
+        optimizer: OptimizerOpt = OptimizerChoice.adamw,
+        checkpointing: CheckpointingOpt = False,
         format: FormatOpt = OutFormat.table,
         plot: Annotated[Path | None, typer.Option("--plot", help="out.png or out.svg")] = None,
     ) -> None:
         """Counts for every config of a grid; invalid points listed with their reason."""
-        res = _sweep(path, vary, model, _workload(batch_size, seq_len, dtype, mode, checkpointing))
+        wl = _workload(batch_size, seq_len, image_size, dtype, mode, optimizer, checkpointing)
+        res = _sweep(path, vary, model, wl)
         _render(res, list(range(len(res))), format, f"{res.sweep.model}: {len(res)} configs")
         if plot is not None:
             _plot(res, plot)
@@ -160,9 +179,11 @@ def register(app: typer.Typer) -> None:
         max_memory: Annotated[int | None, typer.Option("--max-memory")] = None,
         model: ModelOpt = None,
         batch_size: BatchOpt = 1,
-        seq_len: SeqOpt = None,
-        dtype: DtypeOpt = "fp32",
-        checkpointing: CkptOpt = False,
+        seq_len: SeqLenOpt = None,
+        image_size: ImageSizeOpt = None,
+        dtype: DtypeOpt = DtypeChoice.fp32,
+        optimizer: OptimizerOpt = OptimizerChoice.adamw,
+        checkpointing: CheckpointingOpt = False,
         format: FormatOpt = OutFormat.table,
         plot: Annotated[Path | None, typer.Option("--plot")] = None,
     ) -> None:
@@ -170,7 +191,9 @@ def register(app: typer.Typer) -> None:
         front: most parameters for the least compute."""
         from perceiver_calc.plan import fit as fit_rows
 
-        wl = _workload(batch_size, seq_len, dtype, "training", checkpointing)
+        wl = _workload(
+            batch_size, seq_len, image_size, dtype, ModeChoice.training, optimizer, checkpointing
+        )
         res = _sweep(path, vary, model, wl)
         found = fit_rows(res, max_params=max_params, max_flops=max_flops, max_memory=max_memory)
         if format is OutFormat.table:
@@ -184,7 +207,8 @@ def register(app: typer.Typer) -> None:
         paths: list[Path],
         model: ModelOpt = None,
         batch_size: BatchOpt = 1,
-        seq_len: SeqOpt = None,
+        seq_len: SeqLenOpt = None,
+        image_size: ImageSizeOpt = None,
         format: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table",
     ) -> None:
         """Configs side by side; rows that differ are highlighted."""
@@ -196,7 +220,15 @@ def register(app: typer.Typer) -> None:
             _fail(f"error: {err}", 2)
         except PerceiverCalcError as err:
             _fail(f"error: {err}", 2)
-        wl = _workload(batch_size, seq_len, "fp32", "training", False)
+        wl = _workload(
+            batch_size,
+            seq_len,
+            image_size,
+            DtypeChoice.fp32,
+            ModeChoice.training,
+            OptimizerChoice.adamw,
+            False,
+        )
         cmp = compare_models(resolved, [str(p) for p in paths], wl)
         if format == "json":
             typer.echo(cmp.model_dump_json(indent=2))
@@ -225,8 +257,10 @@ def register(app: typer.Typer) -> None:
         samples: Annotated[int | None, typer.Option("--samples")] = None,
         model: ModelOpt = None,
         batch_size: BatchOpt = 1,
-        seq_len: SeqOpt = None,
-        dtype: DtypeOpt = "mixed-bf16",
+        seq_len: SeqLenOpt = None,
+        image_size: ImageSizeOpt = None,
+        dtype: DtypeOpt = DtypeChoice.mixed_bf16,
+        optimizer: OptimizerOpt = OptimizerChoice.adamw,
         format: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table",
     ) -> None:
         """Per-GPU memory for DDP, ZeRO-1/2/3 and FSDP, step time and time to train."""
@@ -234,7 +268,9 @@ def register(app: typer.Typer) -> None:
 
         try:
             resolved = validate_config(path, model)
-            wl = _workload(batch_size, seq_len, dtype, "training", False)
+            wl = _workload(
+                batch_size, seq_len, image_size, dtype, ModeChoice.training, optimizer, False
+            )
             tp = training_plan(resolved, wl, gpus=gpus, device=device, mfu=mfu, samples=samples)
         except ConfigError as err:
             _fail(f"error: {path}: {err}", 2)

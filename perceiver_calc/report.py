@@ -15,7 +15,9 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from perceiver_calc.errors import Finding
+from perceiver_calc.errors import ConfigError, Finding
+from perceiver_calc.flops import FlopCounts, count_flops
+from perceiver_calc.memory import MemoryCounts, count_memory
 from perceiver_calc.params import ParamCounts, count_params
 from perceiver_calc.resolve import (
     BatchNorm2d,
@@ -31,6 +33,7 @@ from perceiver_calc.resolve import (
     Source,
     TiedOutput,
 )
+from perceiver_calc.workload import Workload, check_workload, resolved_inputs
 
 __all__ = ["ModuleDims", "Report", "build_report", "render_json", "render_markdown", "render_table"]
 
@@ -66,6 +69,10 @@ class Report(BaseModel):
     params: ParamsSection
     dimensions: tuple[ModuleDims, ...]
     findings: tuple[Finding, ...]
+    workload: dict[str, object] | None = None
+    """The workload the FLOPs and memory are for, defaults filled in (None: not computed)."""
+    flops: FlopCounts | None = None
+    memory: MemoryCounts | None = None
 
 
 def _flag(value: bool, source: Source, rule: str) -> Dim:
@@ -159,8 +166,40 @@ def build_report(
     params: ParamCounts | None = None,
     *,
     source: str | None = None,
+    workload: Workload | None = None,
+    workload_explicit: bool = False,
 ) -> Report:
+    """Assemble the report. With a workload, add FLOPs and memory for it.
+
+    A workload that would make transformers' forward pass fail raises :class:`ConfigError`
+    when the user chose it (``workload_explicit``); for the default workload its problems
+    become warnings and FLOPs and memory are left out, so parameters are still reported.
+    """
     p = params if params is not None else count_params(resolved)
+    findings = list(resolved.findings)
+    flops = memory = None
+    echoed: dict[str, object] | None = None
+    if workload is not None:
+        problems = check_workload(resolved, workload)
+        errors = [f for f in problems if f.severity == "error"]
+        if errors and workload_explicit:
+            raise ConfigError([*resolved.findings, *problems])
+        if errors:
+            findings += [
+                f.model_copy(
+                    update={
+                        "severity": "warning",
+                        "fix": f.fix + " (FLOPs and memory need a valid input; pass one)",
+                    }
+                )
+                for f in problems
+            ]
+        else:
+            findings += problems
+            flops = count_flops(resolved, workload)
+            memory = count_memory(resolved, workload)
+            inputs = resolved_inputs(resolved, workload).model_dump(exclude_none=True)
+            echoed = {**workload.model_dump(), **inputs}
     return Report(
         model=resolved.model,
         source=source,
@@ -172,7 +211,10 @@ def build_report(
             buffers=p.buffers,
         ),
         dimensions=tuple(module_dims(m) for m in resolved.modules),
-        findings=resolved.findings,
+        findings=tuple(findings),
+        workload=echoed,
+        flops=flops,
+        memory=memory,
     )
 
 
@@ -181,9 +223,11 @@ def build_report(
 
 
 def render_json(report: Report, *, include_tensors: bool = False) -> str:
-    data = report.model_dump(mode="json")
+    data = report.model_dump(mode="json", exclude={"flops": {"ops"}})
     if not include_tensors:
         data["params"].pop("tensors")
+    if data["flops"] is None:
+        del data["flops"], data["memory"], data["workload"]
     return json.dumps(data, indent=2)
 
 
@@ -216,6 +260,122 @@ def grouped_params(by_module: dict[str, int]) -> list[tuple[str, int, str]]:
         else:
             out.append((label, n, note))
     return out
+
+
+def human_flops(n: float) -> str:
+    for unit, scale in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:,.0f} FLOP"
+
+
+def human_bytes(n: float) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:,.0f} B"
+
+
+def _workload_line(report: Report) -> str:
+    w = report.workload or {}
+    keys = (
+        "batch_size",
+        "seq_len",
+        "image_size",
+        "num_frames",
+        "dtype",
+        "mode",
+        "optimizer",
+        "checkpointing",
+    )
+    parts = [f"{k}={w[k]}" for k in keys if w.get(k) is not None]
+    return "workload: " + ", ".join(parts)
+
+
+def _flops_rows(report: Report) -> list[tuple[str, str, str]]:
+    f = report.flops
+    assert f is not None
+    rows = [
+        ("forward", f"{f.forward:,}", human_flops(f.forward)),
+        ("backward", f"{f.backward:,}", human_flops(f.backward)),
+    ]
+    if f.recompute:
+        rows.append(("recompute (checkpointing)", f"{f.recompute:,}", human_flops(f.recompute)))
+    rows += [
+        ("training step", f"{f.training_step:,}", human_flops(f.training_step)),
+        ("forward multiply-adds (MACs)", f"{f.macs_forward:,}", "FLOPs = 2 x MACs"),
+        (
+            "elementwise, forward (estimate)",
+            f"{f.elementwise_forward:,}",
+            "LayerNorm, softmax, activation, scaling, bias, residuals: not in the lines above",
+        ),
+        (
+            "6 x params x tokens (rule of thumb)",
+            f"{f.six_n_d:,}",
+            f"{f.six_n_d_ratio:.2f}x the exact training step",
+        ),
+    ]
+    return rows
+
+
+def _memory_rows(report: Report) -> list[tuple[str, str, str]]:
+    m = report.memory
+    assert m is not None
+    rows = [
+        ("weights", m.weights_bytes),
+        ("gradients", m.gradients_bytes),
+        ("optimizer states", m.optimizer_bytes),
+        ("activations kept for backward", m.activations_bytes),
+    ]
+    if m.recompute_peak_bytes:
+        rows.append(("recompute peak (checkpointing)", m.recompute_peak_bytes))
+    rows += [
+        (f"total ({m.mode})", m.total_bytes),
+        ("inference peak (weights + working set)", m.inference_peak_bytes),
+        ("largest attention score tensor", m.largest_attention_scores_bytes),
+    ]
+    return [(k, f"{v:,}", human_bytes(v)) for k, v in rows]
+
+
+def _grouped_flops(report: Report) -> list[tuple[str, int, int]]:
+    f = report.flops
+    assert f is not None
+    fwd = grouped_params({k: v.forward for k, v in f.by_module.items()})
+    bwd = dict(
+        (label, n)
+        for label, n, _ in grouped_params({k: v.backward for k, v in f.by_module.items()})
+    )
+    return [(label, n, bwd.get(label, 0)) for label, n, _ in fwd if n or bwd.get(label)]
+
+
+def _flops_tables(report: Report) -> list[Table]:
+    f = report.flops
+    assert f is not None
+    t = Table(
+        title="FLOPs (2 per multiply-add; matmuls and convolutions, as FlopCounterMode)",
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+    )
+    t.add_column("")
+    t.add_column("FLOPs", justify="right")
+    t.add_column("")
+    for row in _flops_rows(report):
+        t.add_row(*row)
+    by = Table(title="FLOPs by module", box=box.SIMPLE_HEAD, title_justify="left")
+    by.add_column("module (transformers path)", no_wrap=True)
+    by.add_column("forward", justify="right")
+    by.add_column("backward", justify="right")
+    by.add_column("share of forward", justify="right")
+    for label, fw, bw in _grouped_flops(report):
+        share = f"{100 * fw / f.forward:.1f}%" if f.forward else "-"
+        by.add_row(label, f"{fw:,}", f"{bw:,}", share)
+    m = Table(title="Memory (bytes)", box=box.SIMPLE_HEAD, title_justify="left")
+    m.add_column("")
+    m.add_column("bytes", justify="right")
+    m.add_column("", justify="right")
+    for row in _memory_rows(report):
+        m.add_row(*row)
+    return [t, by, m]
 
 
 def _params_table(report: Report) -> Table:
@@ -309,6 +469,10 @@ def render_table(report: Report, console: Console) -> None:
     console.print(f"parameters: {report.params.total:,}")
     console.print(_layers_table(report))
     console.print(_params_table(report))
+    if report.flops is not None:
+        console.print(_workload_line(report), markup=False)
+        for table in _flops_tables(report):
+            console.print(table)
     group = _findings_group(report.findings)
     if group is not None:
         console.print(group)
@@ -388,6 +552,21 @@ def render_markdown(report: Report) -> str:
     for label, n, note in grouped_params(report.params.by_module):
         out.append(f"| `{label}` | {n:,} | {note} |")
     out.append(f"| **total** | **{report.params.total:,}** | |")
+    if report.flops is not None:
+        out += [
+            "",
+            "## FLOPs and memory",
+            "",
+            _workload_line(report),
+            "",
+            "| | FLOPs | |",
+            "|---|---:|---|",
+        ]
+        out += [f"| {a} | {b} | {c} |" for a, b, c in _flops_rows(report)]
+        out += ["", "| module | forward | backward |", "|---|---:|---:|"]
+        out += [f"| `{label}` | {fw:,} | {bw:,} |" for label, fw, bw in _grouped_flops(report)]
+        out += ["", "| memory | bytes | |", "|---|---:|---:|"]
+        out += [f"| {a} | {b} | {c} |" for a, b, c in _memory_rows(report)]
     if report.findings:
         out += ["", "## Findings", ""]
         out += [f"- **{f.severity}** `{f.code}`: {f}" for f in report.findings]

@@ -271,3 +271,46 @@ def test_config_reference_is_up_to_date() -> None:
     script = ROOT / "docs" / "gen_config_reference.py"
     proc = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_report_workload_flags_json() -> None:
+    """FLOPs and memory sections with the workload echoed; the pinned forward FLOPs of
+    deepmind/language-perceiver at batch 1, 2048 tokens (FlopCounterMode on transformers)."""
+    result = run("report", str(EXAMPLE), "-f", "json", "--mode", "training", "--dtype", "fp32")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["workload"]["seq_len"] == 2048
+    assert data["workload"]["mode"] == "training"
+    assert data["flops"]["forward"] == 120_949_047_296
+    assert data["flops"]["training_step"] == data["flops"]["forward"] + data["flops"]["backward"]
+    mem = data["memory"]
+    parts = ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes")
+    assert mem["total_bytes"] == sum(mem[k] for k in parts)
+    assert mem["weights_bytes"] == 4 * 201_108_230
+    assert mem["optimizer_bytes"] == 8 * 201_108_230  # AdamW: two fp32 states
+
+
+def test_report_bad_workload_exit_2() -> None:
+    result = run("report", str(EXAMPLE), "--seq-len", "4096")
+    assert result.exit_code == 2
+    assert "max_position_embeddings" in result.stderr
+    result = run("report", str(EXAMPLE), "--image-size", "abc")
+    assert result.exit_code == 2
+    assert "--image-size 'abc': expected HxW" in result.stderr
+    result = run("report", str(EXAMPLE), "--batch-size", "0")
+    assert result.exit_code == 2
+    assert "--batch-size (0)" in result.stderr
+
+
+def test_default_workload_problems_are_warnings(tmp_path: Path) -> None:
+    """A config whose natural input crashes transformers (a one-frame video) still gets its
+    parameters reported; FLOPs and memory are left out with the reason."""
+    data = json.loads((ROOT / "examples" / "multimodal-perceiver.json").read_text())
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({**data, "num_frames": 1}))
+    result = run("report", str(path), "-f", "json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert "flops" not in out
+    assert any("one-frame video" in f["rule"] for f in out["findings"])
+    assert run("report", str(path), "--num-frames", "1").exit_code == 2

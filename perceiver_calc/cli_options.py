@@ -1,0 +1,131 @@
+"""Command-line options shared by the commands that take a workload (report, sweep, fit,
+plan, check, bench), and their conversion into a :class:`~perceiver_calc.workload.Workload`."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from perceiver_calc.errors import InputError
+from perceiver_calc.workload import Workload
+
+__all__ = [
+    "BatchOpt",
+    "CheckpointingOpt",
+    "DtypeOpt",
+    "ImageSizeOpt",
+    "ModeOpt",
+    "NumFramesOpt",
+    "OptimizerOpt",
+    "SeqLenOpt",
+    "make_workload",
+]
+
+
+class DtypeChoice(StrEnum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    mixed_bf16 = "mixed-bf16"
+    mixed_fp16 = "mixed-fp16"
+
+
+class ModeChoice(StrEnum):
+    inference = "inference"
+    training = "training"
+
+
+class OptimizerChoice(StrEnum):
+    sgd = "sgd"
+    sgd_momentum = "sgd-momentum"
+    adam = "adam"
+    adamw = "adamw"
+
+
+_W = "Workload"
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Batch size.", rich_help_panel=_W)]
+SeqLenOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--seq-len",
+        help="Input length (text tokens; inputs of the bare model). "
+        "Default: max_position_embeddings.",
+        rich_help_panel=_W,
+    ),
+]
+ImageSizeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--image-size",
+        help="HxW of the images (image classes), of each flow frame or video frame. "
+        "Default: the class's (224x224, image_size², train_size).",
+        rich_help_panel=_W,
+    ),
+]
+NumFramesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--num-frames", help="Multimodal: video frames. Default: num_frames.", rich_help_panel=_W
+    ),
+]
+DtypeOpt = Annotated[
+    DtypeChoice,
+    typer.Option(
+        "--dtype", help="Number format (mixed-*: fp32 master weights).", rich_help_panel=_W
+    ),
+]
+ModeOpt = Annotated[ModeChoice, typer.Option("--mode", rich_help_panel=_W)]
+OptimizerOpt = Annotated[
+    OptimizerChoice, typer.Option("--optimizer", help="Training only.", rich_help_panel=_W)
+]
+CheckpointingOpt = Annotated[
+    bool,
+    typer.Option(
+        "--checkpointing/--no-checkpointing",
+        help="Activation checkpointing per PerceiverLayer (training).",
+        rich_help_panel=_W,
+    ),
+]
+
+
+def parse_image_size(text: str) -> tuple[int, int]:
+    """``"224x224"``, ``"224X160"`` or ``"224"`` (square)."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX×]\s*(\d+))?\s*", text)
+    if not m:
+        raise InputError(f"--image-size {text!r}: expected HxW, e.g. 224x224")
+    h = int(m[1])
+    w = int(m[2]) if m[2] else h
+    return h, w
+
+
+def make_workload(
+    *,
+    batch_size: int = 1,
+    seq_len: int | None = None,
+    image_size: str | None = None,
+    num_frames: int | None = None,
+    dtype: DtypeChoice = DtypeChoice.fp32,
+    mode: ModeChoice = ModeChoice.inference,
+    optimizer: OptimizerChoice = OptimizerChoice.adamw,
+    checkpointing: bool = False,
+) -> Workload:
+    """The options as a Workload; bad values raise :class:`InputError` naming the option."""
+    try:
+        return Workload(
+            batch_size=batch_size,
+            seq_len=seq_len,
+            image_size=parse_image_size(image_size) if image_size else None,
+            num_frames=num_frames,
+            dtype=dtype.value,
+            mode=mode.value,
+            optimizer=optimizer.value,
+            checkpointing=checkpointing,
+        )
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        option = "--" + str(first["loc"][0]).replace("_", "-")
+        raise InputError(f"{option} ({first.get('input')!r}): {first['msg']}") from None
