@@ -11,7 +11,7 @@ import io
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -34,8 +34,10 @@ from perceiver_calc.console import fail as _fail
 from perceiver_calc.console import stdout as _stdout
 from perceiver_calc.errors import ConfigError, PerceiverCalcError
 from perceiver_calc.resolve import validate as validate_config
-from perceiver_calc.sweep import COUNTS, Sweep, SweepResult, evaluate, grid, parse_values
 from perceiver_calc.workload import Workload
+
+if TYPE_CHECKING:
+    from perceiver_calc.sweep import Sweep, SweepResult
 
 __all__ = ["register"]
 
@@ -78,6 +80,10 @@ def _workload(
 
 
 def _sweep(path: Path, vary: list[str], model: str | None, wl: Workload) -> SweepResult:
+    # numpy and the sweep machinery load only when a planning command runs: `report` stays
+    # quick to start.
+    from perceiver_calc.sweep import evaluate, grid, parse_values
+
     try:
         axes: dict[str, list[Any]] = {}
         for spec in vary:
@@ -100,6 +106,8 @@ def _sweep(path: Path, vary: list[str], model: str | None, wl: Workload) -> Swee
 
 
 def _render(res: SweepResult, rows: list[int], fmt: OutFormat, title: str) -> None:
+    from perceiver_calc.sweep import COUNTS
+
     names = list(res.sweep.columns)
     data = [res.rows()[i] for i in rows] if len(rows) < len(res) else res.rows()
     if fmt is OutFormat.json:
