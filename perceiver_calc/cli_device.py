@@ -1,0 +1,629 @@
+"""``perceiver-calc check | bench``: the analytic counts against the reference model.
+
+* ``check``: parameters per module, forward / backward / training-step FLOPs and the training
+  activation bytes, analytic (this package) vs measured (``reference_model.measure``), side by
+  side; exit 1 on any mismatch of an exact quantity. Peak memory is shown with its relative
+  difference but never fails the check: the analytic peak is a model (see docs/check-and-bench.md).
+* ``bench``: times forward passes and training steps on a device; latency, throughput,
+  achieved FLOP/s, model FLOP utilisation, peak memory, predicted vs measured.
+
+Thin like cli.py. torch is imported only inside the command bodies (through
+``reference_model``): without it the commands print one line naming the extra and exit 2.
+Exit codes: 0 agree / done, 1 mismatch (check), 2 bad input, a model too big for the device's
+free memory (bench), or no torch.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from perceiver_calc.cli_options import (
+    BatchOpt,
+    CheckpointingOpt,
+    DtypeChoice,
+    DtypeOpt,
+    ImageSizeOpt,
+    ModeChoice,
+    ModeOpt,
+    NumFramesOpt,
+    OptimizerChoice,
+    OptimizerOpt,
+    SeqLenOpt,
+    make_workload,
+)
+from perceiver_calc.console import fail as _fail
+from perceiver_calc.console import stdout as _stdout
+from perceiver_calc.errors import ConfigError, PerceiverCalcError
+from perceiver_calc.flops import count_flops
+from perceiver_calc.memory import count_memory
+from perceiver_calc.params import count_params
+from perceiver_calc.resolve import ResolvedModel
+from perceiver_calc.resolve import validate as validate_config
+from perceiver_calc.workload import Workload, check_workload, lengths, resolved_inputs
+
+__all__ = ["FIT_FRACTION", "register"]
+
+# Refuse to materialise a model whose predicted bytes exceed this share of the free memory:
+# the prediction leaves out the allocator's slack, torch's workspaces and the CUDA context.
+FIT_FRACTION = 0.9
+# Classes whose forward computes a loss from labels (check and bench train with labels there,
+# as count_memory assumes).
+_LABEL_CLASSES = frozenset(
+    {
+        "PerceiverForMaskedLM",
+        "PerceiverForSequenceClassification",
+        "PerceiverForImageClassificationLearned",
+        "PerceiverForImageClassificationFourier",
+        "PerceiverForImageClassificationConvProcessing",
+    }
+)
+_GIB = 2**30
+
+
+class OutFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+class DeviceChoice(StrEnum):
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class AttentionChoice(StrEnum):
+    eager = "eager"
+    sdpa = "sdpa"
+
+
+PathArg = Annotated[Path, typer.Argument(help="A config.json, or a folder holding one.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model class.")]
+FormatOpt = Annotated[OutFormat, typer.Option("--format", "-f", help="Output format.")]
+DeviceOpt = Annotated[DeviceChoice, typer.Option("--device", help="Where to run.")]
+
+
+# --------------------------------------------------------------------------------------------
+# shared steps
+
+
+def _measure_module() -> ModuleType:
+    """``reference_model.measure``, or exit 2 with one line when torch is missing."""
+    try:
+        from reference_model import measure
+    except ImportError as err:  # reference_model.MissingTorchError is an ImportError
+        if type(err).__name__ == "MissingTorchError":
+            _fail(f"error: {err}", 2)
+        _fail(f"error: torch could not be imported ({err}): pip install 'perceiver-calc[torch]'", 2)
+    return measure
+
+
+def _resolve(path: Path, model: str | None, wl: dict[str, Any]) -> tuple[ResolvedModel, Workload]:
+    """Config and workload, or exit 2 naming the problem (workload errors included)."""
+    try:
+        resolved = validate_config(path, model)
+        workload = make_workload(**wl)
+    except ConfigError as err:
+        _fail(f"error: {path}: {err}", 2)
+    except PerceiverCalcError as err:
+        _fail(f"error: {err}", 2)
+    errors = [f for f in check_workload(resolved, workload) if f.severity == "error"]
+    if errors:
+        _fail(f"error: {errors[0].rule}; {errors[0].fix}", 2)
+    return resolved, workload
+
+
+def _spec(m: ModuleType, resolved: ResolvedModel, workload: Workload) -> Any:
+    """The inputs; labels where the class takes them and the workload trains."""
+    sizes = resolved_inputs(resolved, workload).model_dump()
+    labels = workload.mode == "training" and resolved.model in _LABEL_CLASSES
+    return m.InputSpec.of(resolved.model, sizes, with_labels=labels)
+
+
+def _config(m: ModuleType, resolved: ResolvedModel) -> Any:
+    return m.config_namespace(resolved.config.model_dump(by_alias=True))
+
+
+def _device_ready(device: str) -> str | None:
+    """Why ``device`` cannot be used, or None."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        return "--device cuda: torch.cuda.is_available() is False"
+    if device == "mps" and not torch.backends.mps.is_available():
+        return "--device mps: torch.backends.mps.is_available() is False"
+    return None
+
+
+def _fits(m: ModuleType, device: str, needed: int) -> tuple[bool, str]:
+    free = m.available_memory(device)
+    source = {"cuda": "torch.cuda.mem_get_info", "mps": "torch.mps"}.get(
+        device, "/proc/meminfo MemAvailable"
+    )
+    if free is None:
+        return True, f"free memory on {device} unknown; going ahead"
+    msg = (
+        f"needs {needed / _GIB:.2f} GiB on {device} (predicted weights + gradients + optimizer "
+        f"states + activations), {free / _GIB:.2f} GiB free ({source}); "
+        f"the limit is {FIT_FRACTION:.0%} of it"
+    )
+    return needed <= FIT_FRACTION * free, msg
+
+
+def _rel(predicted: int | float, measured: int | float | None) -> float | None:
+    if measured is None or measured == 0:
+        return None
+    return (predicted - measured) / measured
+
+
+def _gib(n: int | float | None) -> str:
+    return "-" if n is None else f"{n / _GIB:.3f} GiB"
+
+
+# --------------------------------------------------------------------------------------------
+# check
+
+
+def _row(
+    quantity: str, module: str, analytic: int | None, measured: int | None, exact: bool
+) -> dict[str, Any]:
+    if measured is None or analytic is None:
+        status = "skipped"
+    elif exact:
+        status = "ok" if analytic == measured else "MISMATCH"
+    else:
+        status = "modelled"
+    return {
+        "quantity": quantity,
+        "module": module,
+        "analytic": analytic,
+        "measured": measured,
+        "exact": exact,
+        "relative_difference": (None if analytic is None or exact else _rel(analytic, measured)),
+        "status": status,
+    }
+
+
+def run_check(
+    resolved: ResolvedModel,
+    workload: Workload,
+    *,
+    device: str = "cpu",
+    meta_only: bool = False,
+    notes: list[str] | None = None,
+) -> dict[str, Any]:
+    """Analytic vs measured; see the module docstring. ``notes`` collects why something was
+    skipped. Returns the JSON-ready result (``mismatches``: how many exact rows differ)."""
+    m = _measure_module()
+    notes = notes if notes is not None else []
+    cfg = _config(m, resolved)
+    train = workload.model_copy(update={"mode": "training"})
+    spec = _spec(m, resolved, train)
+    rows: list[dict[str, Any]] = []
+
+    # parameters, per resolved module path (meta device: no memory)
+    import torch
+
+    params = count_params(resolved)
+    meta = m.build_model(cfg, resolved.model, device="meta")
+    got = m.measure_params(meta, [mod.path for mod in resolved.modules])
+    for path in dict.fromkeys([*params.by_module, *got.by_module]):
+        rows.append(
+            _row("params", path, params.by_module.get(path, 0), got.by_module.get(path, 0), True)
+        )
+    for name, n in got.unassigned.items():
+        rows.append(_row("params", f"{name} (no resolved module)", 0, n, True))
+    rows.append(_row("params", "total", params.total, got.total, True))
+    rows.append(
+        _row(
+            "buffer elements",
+            "total",
+            params.buffer_elements,
+            sum(int(torch.Size(s).numel()) for s in got.buffers.values()),
+            True,
+        )
+    )
+    del meta
+
+    # FLOPs: FlopCounterMode on the eager model, meta device
+    flops = count_flops(resolved, train)
+    mf = m.measure_flops(cfg, spec, checkpointing=workload.checkpointing)
+    rows.append(_row("forward FLOPs", "total", flops.forward, mf.forward, True))
+    rows.append(
+        _row("backward FLOPs", "total", flops.backward + flops.recompute, mf.backward, True)
+    )
+    rows.append(_row("training-step FLOPs", "total", flops.training_step, mf.training, True))
+
+    # activations and peak memory: a real device, if it fits
+    dev: str = device
+    mem_train = count_memory(resolved, train, device="cpu" if dev == "cpu" else "cuda")
+    mem = count_memory(resolved, workload, device="cpu" if dev == "cpu" else "cuda")
+    exact_acts = workload.dtype == "fp32" and dev in ("cpu", "cuda")
+    measured_acts: int | None = None
+    measured_peak: int | None = None
+    peak_method = ""
+    why = None if meta_only else _device_ready(dev)
+    if meta_only:
+        notes.append("--meta-only: activations and peak memory not measured")
+    elif why is not None:
+        notes.append(f"{why}: activations and peak memory not measured")
+    else:
+        ok, msg = _fits(m, dev, max(mem_train.total_bytes, mem.total_bytes))
+        if not ok:
+            notes.append(
+                f"refusing to materialise the model: {msg}. Parameters and FLOPs were checked "
+                "on the meta device; activations and peak memory were not measured"
+            )
+        else:
+            acts = m.measure_saved_activations(
+                cfg, spec, device=dev, dtype=workload.dtype, checkpointing=workload.checkpointing
+            )
+            measured_acts = int(acts.total_bytes)
+            peak = m.measure_peak_memory(
+                cfg,
+                spec,
+                device=dev,
+                dtype=workload.dtype,
+                training=workload.mode == "training",
+                optimizer=workload.optimizer,
+                checkpointing=workload.checkpointing,
+            )
+            measured_peak = peak.bytes
+            peak_method = str(peak.method)
+    rows.append(
+        _row(
+            "activation bytes (training)",
+            "total",
+            mem_train.activations_bytes,
+            measured_acts,
+            exact_acts,
+        )
+    )
+    peak_row = _row(
+        f"peak memory bytes ({workload.mode})", "total", mem.total_bytes, measured_peak, False
+    )
+    peak_row["method"] = peak_method
+    rows.append(peak_row)
+    if measured_peak is None and measured_acts is not None:
+        notes.append("peak memory: no tracker on this platform")
+    mismatches = sum(1 for r in rows if r["status"] == "MISMATCH")
+    return {
+        "model": resolved.model,
+        "device": dev,
+        "workload": workload.model_dump(),
+        "rows": rows,
+        "mismatches": mismatches,
+        "ok": mismatches == 0,
+        "notes": notes,
+    }
+
+
+def _fmt(row: dict[str, Any], key: str) -> str:
+    v = row[key]
+    if v is None:
+        return "-"
+    if "bytes" in row["quantity"]:
+        return f"{v:,} ({v / 2**20:.2f} MiB)"
+    return f"{v:,}"
+
+
+def _render_check(res: dict[str, Any], out: Console) -> None:
+    table = Table(title=f"{res['model']}: analytic vs reference model ({res['device']})", box=None)
+    for c in ("quantity", "module", "analytic", "measured", "diff", "status"):
+        table.add_column(c, justify="right" if c in ("analytic", "measured", "diff") else "left")
+    for r in res["rows"]:
+        rel = r["relative_difference"]
+        diff = (
+            f"{rel:+.1%}"
+            if rel is not None
+            else ("-" if r["measured"] is None else f"{r['analytic'] - r['measured']:+,}")
+        )
+        style = {"MISMATCH": "bold red", "skipped": "dim", "modelled": "yellow"}.get(r["status"])
+        table.add_row(
+            r["quantity"],
+            r["module"],
+            _fmt(r, "analytic"),
+            _fmt(r, "measured"),
+            diff,
+            r["status"],
+            style=style,
+        )
+    out.print(table)
+    for note in res["notes"]:
+        out.print(f"note: {note}", markup=False)
+    out.print(
+        "exact rows must be equal; peak memory is a model (weights + gradients + optimizer "
+        "states + activations), shown for comparison only",
+        markup=False,
+    )
+    verdict = "all exact quantities agree" if res["ok"] else f"{res['mismatches']} mismatch(es)"
+    out.print(verdict, markup=False)
+
+
+# --------------------------------------------------------------------------------------------
+# bench
+
+
+def run_bench(
+    resolved: ResolvedModel,
+    workload: Workload,
+    *,
+    device: str = "cpu",
+    warmup: int = 2,
+    repeats: int = 5,
+    attention: str = "sdpa",
+    peak_flops: float | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Time the reference model on ``device``; predicted vs measured. Exits 2 if the device is
+    missing or the model would not fit in its free memory."""
+    m = _measure_module()
+    from reference_model.devices import lookup_peak
+
+    why = _device_ready(device)
+    if why is not None:
+        _fail(f"error: {why}", 2)
+    training = workload.mode == "training"
+    mem_cuda_or_cpu: Literal["cpu", "cuda"] = "cpu" if device == "cpu" else "cuda"
+    mem_inf = count_memory(
+        resolved, workload.model_copy(update={"mode": "inference"}), device=mem_cuda_or_cpu
+    )
+    mem_train = count_memory(
+        resolved, workload.model_copy(update={"mode": "training"}), device=mem_cuda_or_cpu
+    )
+    needed = mem_train.total_bytes if training else mem_inf.total_bytes
+    ok, msg = _fits(m, device, needed)
+    if not ok:
+        _fail(f"error: refusing to materialise the model: {msg}", 2)
+    flops = count_flops(resolved, workload.model_copy(update={"mode": "training"}))
+    cfg = _config(m, resolved)
+    spec = _spec(m, resolved, workload)
+    name = str(m.device_name(device))
+
+    def run(report: Any) -> Any:
+        return m.time_model(
+            cfg,
+            spec,
+            device=device,
+            dtype=workload.dtype,
+            optimizer=workload.optimizer,
+            checkpointing=workload.checkpointing,
+            attention=attention,
+            warmup=warmup,
+            repeats=repeats,
+            training=training,
+            progress=report,
+        )
+
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as bar:
+            tasks: dict[str, Any] = {}
+
+            def report(phase: str, done: int, total: int) -> None:
+                if phase not in tasks:
+                    tasks[phase] = bar.add_task(phase, total=total)
+                bar.update(tasks[phase], completed=done)
+
+            t = run(report)
+    else:
+        t = run(None)
+
+    peak: float | None = peak_flops
+    peak_source = "--peak-flops"
+    if peak is None:
+        found = lookup_peak(name, workload.dtype) if device == "cuda" else None
+        peak, peak_source = found if found else (None, "not in the table: pass --peak-flops")
+    b = workload.batch_size
+    tokens = b * lengths(resolved, workload)["inputs"]
+
+    def phase(xs: list[float], flop: int, predicted: int, measured: int | None) -> dict[str, Any]:
+        stats = m.Timings.stats(xs)
+        med = stats["median"]
+        achieved = flop / med if med > 0 else None
+        return {
+            "latency_s": stats,
+            "samples_per_s": b / med if med > 0 else None,
+            "tokens_per_s": tokens / med if med > 0 else None,
+            "flops": flop,
+            "achieved_flops_per_s": achieved,
+            "mfu": None if achieved is None or peak is None else achieved / peak,
+            "predicted_peak_memory_bytes": predicted,
+            "measured_peak_memory_bytes": measured,
+            "memory_relative_difference": _rel(predicted, measured),
+        }
+
+    result: dict[str, Any] = {
+        "model": resolved.model,
+        "device": device,
+        "device_name": name,
+        "attention": attention,
+        "workload": workload.model_dump(),
+        "tokens_per_sample": tokens // b,
+        "warmup": warmup,
+        "repeats": repeats,
+        "threads": int(m.threads()) if device == "cpu" else None,
+        "peak_flops_per_s": peak,
+        "peak_flops_source": peak_source,
+        "peak_memory_method": t.peak_method,
+        "forward": phase(t.forward, flops.forward, mem_inf.total_bytes, t.peak_forward_bytes),
+        "training_step": (
+            phase(t.training, flops.training_step, mem_train.total_bytes, t.peak_training_bytes)
+            if training
+            else None
+        ),
+    }
+    return result
+
+
+def _render_bench(res: dict[str, Any], out: Console) -> None:
+    out.print(
+        f"{res['model']} on {res['device']} ({res['device_name']}), {res['attention']} attention, "
+        f"{res['warmup']} warm-up + {res['repeats']} timed runs",
+        markup=False,
+    )
+    table = Table(box=None)
+    table.add_column("")
+    phases = [("forward", res["forward"])]
+    if res["training_step"] is not None:
+        phases.append(("training step", res["training_step"]))
+    for name, _ in phases:
+        table.add_column(name, justify="right")
+
+    def cell(p: dict[str, Any], key: str) -> str:
+        v = p[key]
+        if v is None:
+            return "n/a"
+        if key == "mfu" or key == "memory_relative_difference":
+            return f"{v:+.1%}" if key != "mfu" else f"{v:.1%}"
+        if key.endswith("bytes"):
+            return _gib(v)
+        if key == "flops" or key == "achieved_flops_per_s":
+            return f"{v:.3e}"
+        return f"{v:,.1f}"
+
+    lat = [p["latency_s"] for _, p in phases]
+    for stat in ("median", "min", "max"):
+        table.add_row(f"latency {stat} (ms)", *(f"{x[stat] * 1e3:.2f}" for x in lat))
+    labels = {
+        "samples_per_s": "samples/s",
+        "tokens_per_s": "tokens/s",
+        "flops": "FLOPs (analytic)",
+        "achieved_flops_per_s": "achieved FLOP/s",
+        "mfu": "MFU",
+        "predicted_peak_memory_bytes": "peak memory, predicted",
+        "measured_peak_memory_bytes": "peak memory, measured",
+        "memory_relative_difference": "predicted vs measured",
+    }
+    for key, label in labels.items():
+        table.add_row(label, *(cell(p, key) for _, p in phases))
+    out.print(table)
+    peak = res["peak_flops_per_s"]
+    out.print(
+        f"peak FLOP/s: {'n/a' if peak is None else f'{peak:.3e}'} ({res['peak_flops_source']})",
+        markup=False,
+    )
+    out.print(f"peak memory: {res['peak_memory_method']}", markup=False)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``check`` and ``bench`` to ``app``."""
+
+    @app.command()
+    def check(
+        path: PathArg,
+        model: ModelOpt = None,
+        device: DeviceOpt = DeviceChoice.cpu,
+        meta_only: Annotated[
+            bool,
+            typer.Option("--meta-only", help="Check parameters and FLOPs only (meta device)."),
+        ] = False,
+        format: FormatOpt = OutFormat.table,
+        batch_size: BatchOpt = 1,
+        seq_len: SeqLenOpt = None,
+        image_size: ImageSizeOpt = None,
+        num_frames: NumFramesOpt = None,
+        dtype: DtypeOpt = DtypeChoice.fp32,
+        mode: ModeOpt = ModeChoice.training,
+        optimizer: OptimizerOpt = OptimizerChoice.adamw,
+        checkpointing: CheckpointingOpt = False,
+    ) -> None:
+        """Analytic counts vs the reference model: parameters per module, FLOPs, activation
+        bytes (exact: exit 1 on any mismatch) and peak memory (modelled, for comparison)."""
+        resolved, workload = _resolve(
+            path,
+            model,
+            {
+                "batch_size": batch_size,
+                "seq_len": seq_len,
+                "image_size": image_size,
+                "num_frames": num_frames,
+                "dtype": dtype,
+                # FLOPs and activations are checked on a training pass whatever --mode says
+                "mode": ModeChoice.training,
+                "optimizer": optimizer,
+                "checkpointing": checkpointing,
+            },
+        )
+        workload = workload.model_copy(update={"mode": mode.value})
+        res = run_check(resolved, workload, device=device.value, meta_only=meta_only)
+        if format is OutFormat.json:
+            typer.echo(json.dumps(res, indent=2))
+        else:
+            _render_check(res, _stdout())
+        if not res["ok"]:
+            raise typer.Exit(1)
+
+    @app.command()
+    def bench(
+        path: PathArg,
+        model: ModelOpt = None,
+        device: DeviceOpt = DeviceChoice.cpu,
+        warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs.")] = 2,
+        repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed runs.")] = 5,
+        attention: Annotated[
+            AttentionChoice, typer.Option("--attention", help="Attention kernel.")
+        ] = AttentionChoice.sdpa,
+        peak_flops: Annotated[
+            float | None,
+            typer.Option("--peak-flops", help="Device peak FLOP/s for MFU (default: table)."),
+        ] = None,
+        format: FormatOpt = OutFormat.table,
+        batch_size: BatchOpt = 1,
+        seq_len: SeqLenOpt = None,
+        image_size: ImageSizeOpt = None,
+        num_frames: NumFramesOpt = None,
+        dtype: DtypeOpt = DtypeChoice.fp32,
+        mode: ModeOpt = ModeChoice.training,
+        optimizer: OptimizerOpt = OptimizerChoice.adamw,
+        checkpointing: CheckpointingOpt = False,
+    ) -> None:
+        """Time forward passes and training steps of the reference model: latency,
+        throughput, achieved FLOP/s, MFU and peak memory, predicted vs measured."""
+        if peak_flops is not None and peak_flops <= 0:
+            _fail(f"error: --peak-flops ({peak_flops}) must be positive", 2)
+        resolved, workload = _resolve(
+            path,
+            model,
+            {
+                "batch_size": batch_size,
+                "seq_len": seq_len,
+                "image_size": image_size,
+                "num_frames": num_frames,
+                "dtype": dtype,
+                "mode": mode,
+                "optimizer": optimizer,
+                "checkpointing": checkpointing,
+            },
+        )
+        res = run_bench(
+            resolved,
+            workload,
+            device=device.value,
+            warmup=warmup,
+            repeats=repeats,
+            attention=attention.value,
+            peak_flops=peak_flops,
+            progress=True,
+        )
+        if format is OutFormat.json:
+            typer.echo(json.dumps(res, indent=2))
+        else:
+            _render_bench(res, _stdout())
