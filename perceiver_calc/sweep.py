@@ -39,7 +39,8 @@ column's distinct values and per-row codes are computed once (``grid`` knows the
 count is evaluated once per combination of the fields' distinct values, by Horner's rule
 along one field at a time (trailing zero coefficients dropped, so a linear field costs one
 multiply-add per element), written in place when the rows are in grid order, else gathered.
-``progress`` advances by :data:`CHUNK_ROWS`-row blocks within a group.
+``progress`` advances within a group: by blocks of about :data:`CHUNK_ROWS` rows (in grid
+order, by whole values of the first swept field, so never finer than one such value).
 
 Overflow: counts are int64. Each row's terms are also summed in float64 as absolute values;
 a row whose bound reaches 2**63 (within a 1e-9 relative margin) is reported invalid with the
@@ -492,7 +493,7 @@ def evaluate(
     """Every row's :data:`COUNTS`, exactly as :func:`evaluate_scalar` gives them, vectorised.
 
     ``progress(done, total)`` is called as rows complete: invalid rows as they are found,
-    fitted rows in chunks of :data:`CHUNK_ROWS`, scalar-fallback rows every few rows.
+    fitted rows in blocks of about :data:`CHUNK_ROWS`, scalar-fallback rows one by one.
     """
     run = _Run(sweep, progress, seed)
     n = run.n
@@ -612,13 +613,9 @@ def _evaluate_group(run: _Run, rows: IntArray, fixed: dict[str, Any], int_names:
     # --- counts: exact polynomial fit, checked on random rows, else the scalar path -------
     fitted = _fit_group(run, rows, rep, axes)
     if fitted is None:
-        done = 0
-        for i in rows.tolist():
+        for i in rows.tolist():  # milliseconds a row: progress row by row
             _scalar_row(run, i)
-            done += 1
-            if done % 64 == 0:
-                run.advance(64)
-        run.advance(done % 64)
+            run.advance(1)
         run.scalar_rows += len(rows)
         return
     _write_counts(run, rows, axes, fitted)

@@ -9,7 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import perceiver_calc as pc
-from perceiver_calc.sweep import COUNTS, evaluate, evaluate_scalar, grid, parse_values
+import perceiver_calc.sweep as sweep_module
+from perceiver_calc.sweep import (
+    COUNTS,
+    Sweep,
+    clear_fit_cache,
+    evaluate,
+    evaluate_scalar,
+    grid,
+    parse_values,
+)
 from perceiver_calc.workload import Workload
 from tests.strategies import valid_config
 
@@ -53,12 +62,72 @@ def sweeps(draw: st.DrawFn) -> Any:
         axes[f] = values
     mode = draw(st.sampled_from(["inference", "training"]))
     ckpt = draw(st.booleans())
-    return grid(cfg, axes, model=model, workload=Workload(mode=mode, checkpointing=ckpt))
+    sw = grid(cfg, axes, model=model, workload=Workload(mode=mode, checkpointing=ckpt))
+    if draw(st.booleans()):
+        return sw
+    # Rows out of grid order, some dropped, some repeated: the gather path and the distinct
+    # values computed by evaluate (grid's are not there).
+    order = draw(st.lists(st.integers(0, len(sw) - 1), min_size=1, max_size=2 * len(sw)))
+    return Sweep(
+        base=sw.base,
+        model=sw.model,
+        workload=sw.workload,
+        columns={k: v[order] for k, v in sw.columns.items()},
+        device=sw.device,
+    )
 
 
 @given(sweeps())
 def test_vectorised_equals_scalar(sw: Any) -> None:
-    assert_same(evaluate(sw))
+    clear_fit_cache()
+    res = evaluate(sw)
+    assert_same(res)
+    again = evaluate(sw)  # fits from the cache: same answer
+    assert again.valid.tolist() == res.valid.tolist()
+    assert all(again.counts[k].tolist() == res.counts[k].tolist() for k in COUNTS)
+
+
+def test_scattered_rows_equal_scalar() -> None:
+    """Rows with few repeated values: the fit is evaluated term by term per row."""
+    rng = np.random.default_rng(0)
+    base = pc.load_config("docs/tutorial-base.json")
+    n = 40
+    columns: dict[str, Any] = {
+        "d_latents": rng.integers(1, 200, n) * 8,
+        "num_latents": rng.integers(1, 2000, n),
+        "batch_size": rng.integers(1, 1000, n),
+    }
+    columns["num_latents"][-1] = 2**30  # overflows: reported, not wrapped
+    columns["batch_size"][-1] = 2**20
+    sw = Sweep(
+        base=base,
+        model="PerceiverForMaskedLM",
+        workload=Workload(mode="training"),
+        columns={k: np.asarray(v, dtype=np.int64) for k, v in columns.items()},
+    )
+    res = evaluate(sw)
+    assert res.scalar_rows == 0 and res.fit_points == 27
+    assert not res.valid[-1] and "overflow" in (res.reason(n - 1) or "")
+    scalar = evaluate_scalar(sw, range(n - 1))
+    for i, row in enumerate(scalar):
+        assert bool(res.valid[i]) and row["valid"]
+        assert {k: int(res.counts[k][i]) for k in COUNTS} == {k: row[k] for k in COUNTS}
+
+
+def test_progress_advances_within_a_group(monkeypatch: Any) -> None:
+    monkeypatch.setattr(sweep_module, "CHUNK_ROWS", 8)
+    sw = grid(
+        pc.load_config("docs/tutorial-base.json"),
+        {"d_latents": [256, 512, 768, 1024], "num_latents": list(range(8, 121, 8))},
+        workload=Workload(mode="training"),
+    )
+    calls: list[tuple[int, int]] = []
+    res = evaluate(sw, progress=lambda done, total: calls.append((done, total)))
+    assert res.groups == 1 and res.scalar_rows == 0
+    done = [d for d, _ in calls]
+    # grid order: blocks of the first field's values (15 rows each here), about CHUNK_ROWS rows
+    assert len(calls) == 4 and done == sorted(done)
+    assert done[-1] == len(sw) and {t for _, t in calls} == {len(sw)}
 
 
 def test_wide_range_fits_polynomial_without_fallback() -> None:
