@@ -21,6 +21,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from perceiver_calc.cli_device import register as register_device_commands
 from perceiver_calc.cli_options import (
     BatchOpt,
     CheckpointingOpt,
@@ -203,6 +204,7 @@ def validate(
 
 
 register_planning_commands(app)  # sweep, fit, compare, plan
+register_device_commands(app)  # check, bench (torch, imported only when they run)
 
 
 def main() -> None:
