@@ -314,3 +314,10 @@ def test_default_workload_problems_are_warnings(tmp_path: Path) -> None:
     assert "flops" not in out
     assert any("one-frame video" in f["rule"] for f in out["findings"])
     assert run("report", str(path), "--num-frames", "1").exit_code == 2
+
+
+def test_cli_doc_is_up_to_date() -> None:
+    """docs/cli.md is generated from the commands' --help; regenerate it when this fails."""
+    script = ROOT / "docs" / "gen_cli_doc.py"
+    proc = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
