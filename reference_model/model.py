@@ -107,6 +107,74 @@ def _activation(hidden_act: str | Callable[[Tensor], Tensor]) -> Callable[[Tenso
 
 
 # --------------------------------------------------------------------------------------------
+# CPU inference fast path (attention="sdpa", no grad, fp32 on CPU)
+#
+# Nearly all of a Perceiver's forward time on a CPU is in matrix multiplies that already run at
+# the BLAS library's peak, so the fast path saves work around them instead:
+# 1. weights are handed to MKL pre-packed (torch.ops.mkl._mkl_linear, what torch's compiler
+#    uses on CPU), built once per weight version and row count and kept beside the weight;
+# 2. self-attention computes Q, K and V with one GEMM over a concatenated weight, and
+#    cross-attention K and V with one (the same input feeds them);
+# 3. the 1/sqrt(d) score scale is folded into the packed query weight and bias.
+# The parameters themselves are untouched (names and state dict as transformers'); the packed
+# copies are plain attributes, not buffers, and cost one extra copy of the weights. Training
+# and the eager path (which FlopCounterMode counts op for op) never take this path.
+
+_MKL_LINEAR = torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
+
+
+def _fast_path_ok(x: Tensor) -> bool:
+    return (
+        _MKL_LINEAR
+        and not torch.is_grad_enabled()
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+    )
+
+
+class _PackedWeights:
+    """MKL-packed (weight, bias) derived from some parameters; rebuilt when any of them changes
+    (in-place updates bump ``_version``) or the row count does (MKL packs for a given M)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[tuple[Any, ...], Tensor, Tensor, Tensor | None]] = {}
+
+    def linear(
+        self,
+        x: Tensor,
+        sources: tuple[Tensor, ...],
+        build: Callable[[], tuple[Tensor, Tensor | None]],
+    ) -> Tensor:
+        """x (..., in) -> (..., out) with the packed weight built by ``build``."""
+        rows = x.numel() // x.shape[-1]
+        key = tuple((t._version, t.data_ptr()) for t in sources)
+        hit = self._cache.get(rows)
+        if hit is None or hit[0] != key:
+            if len(self._cache) >= 4:  # a few row counts (batch sizes) at most
+                self._cache.clear()
+            weight, bias = build()
+            packed = torch.ops.mkl._mkl_reorder_linear_weight(weight, rows)
+            hit = (key, packed, weight, bias)
+            self._cache[rows] = hit
+        _, packed, weight, bias = hit
+        return torch.ops.mkl._mkl_linear(x, packed, weight, bias, rows)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters) that uses MKL-packed weights on the fast path."""
+
+    prepacked = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.prepacked and _fast_path_ok(x):
+            if "_packed" not in self.__dict__:
+                self.__dict__["_packed"] = _PackedWeights()
+            packed: _PackedWeights = self.__dict__["_packed"]
+            return packed.linear(x, (self.weight, self.bias), lambda: (self.weight, self.bias))
+        return super().forward(x)
+
+
+# --------------------------------------------------------------------------------------------
 # attention
 
 
@@ -165,9 +233,9 @@ class PerceiverSelfAttention(nn.Module):
         self.attention_impl = "eager"
         self.layernorm1 = nn.LayerNorm(q_dim)
         self.layernorm2: nn.Module = nn.LayerNorm(kv_dim) if is_cross_attention else nn.Identity()
-        self.query = nn.Linear(q_dim, qk_channels)
-        self.key = nn.Linear(kv_dim, qk_channels)
-        self.value = nn.Linear(kv_dim, v_channels)
+        self.query = Linear(q_dim, qk_channels)
+        self.key = Linear(kv_dim, qk_channels)
+        self.value = Linear(kv_dim, v_channels)
 
     def _heads(self, x: Tensor) -> Tensor:
         """(B, T, H*d) -> (B, H, T, d), a view."""
@@ -181,11 +249,50 @@ class PerceiverSelfAttention(nn.Module):
         """
         x = self.layernorm1(hidden_states)
         kv = self.layernorm2(inputs) if inputs is not None else x
+        if self.attention_impl == "sdpa" and not self.training and _fast_path_ok(x):
+            return self._fast_forward(x, kv if inputs is not None else None, mask)
         q = self._heads(self.query(x))  # (B, H, Q, qk/H)
         k = self._heads(self.key(kv))  # (B, H, Kl, qk/H)
         v = self._heads(self.value(kv))  # (B, H, Kl, v/H)
         dropout_p = self.dropout_p if self.training else 0.0
         ctx = _attend(q, k, v, mask, dropout_p, self.attention_impl)  # (B, H, Q, v/H)
+        b, _, t, _ = ctx.shape
+        return ctx.transpose(1, 2).reshape(b, t, self.v_channels)
+
+    def _fast_forward(self, x: Tensor, kv: Tensor | None, mask: Tensor | None) -> Tensor:
+        """The CPU inference fast path (see "CPU inference fast path" above): fused,
+        pre-packed projections with the score scale folded into the query."""
+        if "_packed" not in self.__dict__:
+            self.__dict__["_packed"] = (_PackedWeights(), _PackedWeights())
+        first, second = self.__dict__["_packed"]
+        qk, v_ch = self.qk_channels, self.v_channels
+        scale = 1.0 / math.sqrt(qk // self.num_heads)
+        q_w, q_b = self.query.weight, self.query.bias
+        k_w, k_b = self.key.weight, self.key.bias
+        v_w, v_b = self.value.weight, self.value.bias
+        if kv is None:  # self-attention: Q, K, V all read x
+            qkv = first.linear(
+                x,
+                (q_w, q_b, k_w, k_b, v_w, v_b),
+                lambda: (torch.cat([q_w * scale, k_w, v_w]), torch.cat([q_b * scale, k_b, v_b])),
+            )
+            q_t, k_t, v_t = qkv.split([qk, qk, v_ch], dim=-1)
+        else:  # cross-attention: K and V read the inputs
+            q_t = first.linear(x, (q_w, q_b), lambda: (q_w * scale, q_b * scale))
+            kv_t = second.linear(
+                kv, (k_w, k_b, v_w, v_b), lambda: (torch.cat([k_w, v_w]), torch.cat([k_b, v_b]))
+            )
+            k_t, v_t = kv_t.split([qk, v_ch], dim=-1)
+        q, k, v = self._heads(q_t), self._heads(k_t), self._heads(v_t)
+        if q.shape[-1] == v.shape[-1]:
+            # Equal head widths: torch's fused CPU flash kernel (scale already applied).
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
+        else:
+            # Unequal widths send SDPA to its slow math kernel; plain matmuls are faster.
+            scores = torch.matmul(q, k.transpose(-1, -2))  # (B, H, Q, Kl)
+            if mask is not None:
+                scores = scores + mask
+            ctx = torch.matmul(torch.softmax(scores, dim=-1), v)  # (B, H, Q, v/H)
         b, _, t, _ = ctx.shape
         return ctx.transpose(1, 2).reshape(b, t, self.v_channels)
 
@@ -195,7 +302,7 @@ class PerceiverSelfOutput(nn.Module):
 
     def __init__(self, input_channels: int, output_channels: int) -> None:
         super().__init__()
-        self.dense = nn.Linear(input_channels, output_channels)
+        self.dense = Linear(input_channels, output_channels)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.dense(x)
@@ -258,9 +365,9 @@ class PerceiverMLP(nn.Module):
 
     def __init__(self, config: Any, input_size: int, widening_factor: int) -> None:
         super().__init__()
-        self.dense1 = nn.Linear(input_size, widening_factor * input_size)
+        self.dense1 = Linear(input_size, widening_factor * input_size)
         self.act = _activation(config.hidden_act)
-        self.dense2 = nn.Linear(widening_factor * input_size, input_size)
+        self.dense2 = Linear(widening_factor * input_size, input_size)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.dense2(self.act(self.dense1(x)))
@@ -558,10 +665,10 @@ class PerceiverImagePreprocessor(nn.Module):
         # HF builds Linear(out_channels, project_pos_dim): its in-features are the conv width, not
         # the position width, so the two must agree for the forward to run (HF L1783).
         self.positions_projection: nn.Module = (
-            nn.Linear(out_channels, project_pos_dim) if project_pos_dim > 0 else nn.Identity()
+            Linear(out_channels, project_pos_dim) if project_pos_dim > 0 else nn.Identity()
         )
         self.conv_after_patches: nn.Module = (
-            nn.Linear(conv_after_patching_in_channels, out_channels)
+            Linear(conv_after_patching_in_channels, out_channels)
             if conv_after_patching_in_channels is not None
             else nn.Identity()
         )
@@ -726,7 +833,7 @@ class PerceiverBasicDecoder(nn.Module):
                 use_query_residual=use_query_residual,
             )
             self.final_layer: nn.Module = (
-                nn.Linear(num_channels, output_num_channels) if final_project else nn.Identity()
+                Linear(num_channels, output_num_channels) if final_project else nn.Identity()
             )
         self.num_query_channels = (
             position_encoding.output_size()
@@ -890,7 +997,7 @@ class _ClassifierPostprocessor(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kind: str) -> None:
         super().__init__()
-        self.classifier = nn.Linear(in_channels, out_channels)
+        self.classifier = Linear(in_channels, out_channels)
         self.kind = kind
 
     def forward(self, x: Tensor) -> Tensor:
@@ -1290,6 +1397,9 @@ def set_attention(model: nn.Module, attention: str) -> nn.Module:
     for module in model.modules():
         if isinstance(module, PerceiverSelfAttention):
             module.attention_impl = attention
+        if isinstance(module, Linear):
+            # The fast path's pre-packed weights go with "sdpa" (inference on CPU only).
+            module.prepacked = attention == "sdpa"
     return model
 
 

@@ -287,3 +287,29 @@ def test_missing_torch_gives_one_line_message() -> None:
     assert out == (
         "MissingTorchError | reference_model needs torch: pip install 'perceiver-calc[torch]'"
     )
+
+
+def test_fast_path_repacks_after_weight_updates() -> None:
+    """The sdpa inference fast path keeps MKL-packed copies of the weights: loading new weights
+    in place must rebuild them (the cache is keyed on the parameters' versions)."""
+    config = transformers.PerceiverConfig(
+        num_latents=4,
+        d_latents=16,
+        d_model=8,
+        num_self_attends_per_block=2,
+        num_self_attention_heads=2,
+        num_cross_attention_heads=2,
+        vocab_size=20,
+        max_position_embeddings=6,
+    )
+    kwargs = example_inputs("PerceiverForMaskedLM", config)
+    fast = build_model(config, "PerceiverForMaskedLM", attention="sdpa").eval()
+    with torch.no_grad():
+        fast(**kwargs)  # packs the first weights
+    for seed in (1, 2):
+        hf = hf_model("PerceiverForMaskedLM", config, seed=seed)
+        fast.load_state_dict(hf.state_dict(), strict=True)
+        with torch.no_grad():
+            torch.testing.assert_close(
+                fast(**kwargs).logits, hf(**kwargs).logits, atol=1e-5, rtol=1e-5
+            )
