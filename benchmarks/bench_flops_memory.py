@@ -619,7 +619,10 @@ def notes(results: dict[str, Runs], exact: dict[str, int | None]) -> list[str]:
             ops = ", ".join(f"{k} {si(v, 'MAC')}" for k, v in sorted(r["by_operator"].items()))
             parts.append(f"by operator: {ops}")
         if "macs" in r:
-            parts.append(f"MACs it reports: {si(r['macs'], 'MAC')}")
+            parts.append(
+                f"MACs it reports: {si(r['macs'], 'MAC')} "
+                f"(x2 vs exact: {ratio(2 * r['macs'], exact['forward'])})"
+            )
         if "elementwise_forward" in r:
             parts.append(
                 "elementwise forward work, a separate estimate, not in the headline: "
@@ -633,6 +636,46 @@ def notes(results: dict[str, Runs], exact: dict[str, int | None]) -> list[str]:
             parts.append("**figures differed between runs**")
         lines.append(f"- {tool.label}: " + "; ".join(parts) + ".")
     return lines
+
+
+def exact_figures(results: dict[str, Runs]) -> dict[str, int | None]:
+    """FlopCounterMode on meta (CPU if meta failed); activations as measured on the CPU."""
+    meta = results.get("meta", Runs()).result
+    cpu = results.get("cpu", Runs()).result
+    return {
+        "forward": meta.get("forward", cpu.get("forward")),
+        "fwd_bwd": meta.get("fwd_bwd", cpu.get("fwd_bwd")),
+        "activation_bytes": cpu.get("activation_bytes"),
+    }
+
+
+def summary_rows(all_results: dict[str, dict[str, Runs]]) -> list[str]:
+    """One line per config: cost of the three exact routes, and how far the others land."""
+    rows = [
+        "| config | exact forward | perceiver-calc CLI | meta + FlopCounterMode "
+        "| CPU + FlopCounterMode + hooks | fvcore / ptflops / calflops forward vs exact |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+
+    def cost(runs: Runs | None) -> str:
+        if runs is None:
+            return "-"
+        return f"{statistics.median(runs.wall):.2f} s, {max(runs.rss) / 2**20:,.0f} MiB"
+
+    for config, results in all_results.items():
+        exact = exact_figures(results)
+        ratios = [
+            results[k].result["forward"] / exact["forward"]
+            for k in ("fvcore", "ptflops-pytorch", "ptflops-aten", "calflops")
+            if k in results and "forward" in results[k].result and exact["forward"]
+        ]
+        spread = f"{min(ratios):.4f}-{max(ratios):.4f}" if ratios else "-"
+        fwd = si(exact["forward"], "FLOP") if exact["forward"] else "-"
+        rows.append(
+            f"| `{_rel(config)}` | {fwd} | {cost(results.get('cli'))} "
+            f"| {cost(results.get('meta'))} | {cost(results.get('cpu'))} | {spread} |"
+        )
+    return rows
 
 
 def agreement(results: dict[str, Runs], exact: dict[str, int | None]) -> str:
@@ -786,15 +829,19 @@ def render(
         "on the CPU model (fp32, training mode with labels, CPU dropout masks). fvcore and",
         "ptflops print MACs; the 2/MAC column doubles them. `= 1` means equal integers.",
         "",
+        "## Summary (cold start: median wall, peak RSS)",
+        "",
+        *summary_rows(all_results),
+        "",
+        "The third-party forward figures include work FlopCounterMode leaves out (bias adds,",
+        "norms, elementwise ops, each tool its own choice: see the notes under each table);",
+        "calflops' backward is its forward times a fixed factor (`compute_bp_factor`), not a",
+        "count; fvcore's activation count is output elements of the ops it handles, not what",
+        "autograd keeps for backward. Only FlopCounterMode measures a backward.",
+        "",
     ]
     for config, results in all_results.items():
-        meta = results.get("meta", Runs()).result
-        cpu = results.get("cpu", Runs()).result
-        exact: dict[str, int | None] = {
-            "forward": meta.get("forward", cpu.get("forward")),
-            "fwd_bwd": meta.get("fwd_bwd", cpu.get("fwd_bwd")),
-            "activation_bytes": cpu.get("activation_bytes"),
-        }
+        exact = exact_figures(results)
         lines += [
             f"## `{_rel(config)}`: {describe_workload(config)}",
             "",
