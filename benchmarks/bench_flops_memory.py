@@ -293,7 +293,9 @@ def child_calflops(path: str, ph: Phases) -> dict[str, Any]:
     try:
         with ph("forward"):
             flops, macs, params = calculate_flops(model, kwargs=dict(tensors), **quiet)
-        with ph("forward+backward"):
+        # include_backPropagation runs the same forward again and scales its result by
+        # 1 + compute_bp_factor; no backward runs.
+        with ph("forward again, include_backPropagation"):
             both, _macs, _params = calculate_flops(
                 model, kwargs=dict(tensors), include_backPropagation=True, **quiet
             )
