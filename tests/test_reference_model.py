@@ -313,3 +313,32 @@ def test_fast_path_repacks_after_weight_updates() -> None:
             torch.testing.assert_close(
                 fast(**kwargs).logits, hf(**kwargs).logits, atol=1e-5, rtol=1e-5
             )
+
+
+@pytest.mark.parametrize("model_class", MODEL_CLASSES)
+def test_gradients_match_transformers(model_class: str) -> None:
+    """With autograd on (what a training step runs), both kernels give HF's outputs and HF's
+    parameter gradients. The no-grad comparisons above take the sdpa inference fast path; this
+    one covers the plain sdpa and eager paths that `bench`'s training step and `check` time."""
+    config = _config_for(model_class)
+    hf = hf_model(model_class, config)
+    kwargs = example_inputs(model_class, config)
+
+    def scalar(model: Any) -> Any:
+        torch.manual_seed(1)  # multimodal draws Bernoulli masks, as HF does
+        out = main_output(model_class, model(**kwargs))
+        parts = out.values() if isinstance(out, dict) else [out]
+        return sum(
+            (part * torch.linspace(-1, 1, part.numel()).view_as(part)).sum() for part in parts
+        )
+
+    scalar(hf).backward()
+    expected = {name: p.grad for name, p in hf.named_parameters() if p.grad is not None}
+    for attention in ATTENTIONS:
+        ref = build_model(config, model_class, attention=attention).eval()
+        ref.load_state_dict(hf.state_dict(), strict=True)
+        scalar(ref).backward()
+        got = {name: p.grad for name, p in ref.named_parameters() if p.grad is not None}
+        assert got.keys() == expected.keys(), attention
+        for name in expected:
+            torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-4, msg=name)
