@@ -17,10 +17,11 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+import _child  # benchmarks/_child.py (the script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,24 +47,11 @@ print(json.dumps({"params": n, "flops": fc.get_total_flops()}))
 
 
 def run_child(cmd: list[str]) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS bytes of the child, stdout."""
-    # A fresh wrapper process per run so RUSAGE_CHILDREN's maximum is this run's alone.
-    wrapper = (
-        "import resource, subprocess, sys, time, json\n"
-        "t = time.perf_counter()\n"
-        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-        "dt = time.perf_counter() - t\n"
-        "r = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-        "print(json.dumps({'dt': dt, 'rss_kib': r, 'rc': p.returncode, 'out': p.stdout[-400:],"
-        " 'err': p.stderr[-400:]}))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True)
-    import json
-
-    res = json.loads(proc.stdout)
-    if res["rc"] != 0:
-        raise SystemExit(f"{cmd} failed: {res['err']}")
-    return res["dt"], res["rss_kib"] * 1024, res["out"]
+    """Wall seconds, peak RSS bytes of the child, stdout; a failed run stops the benchmark."""
+    res = _child.run_child(cmd)
+    if res.rc != 0:
+        raise SystemExit(f"{cmd} failed: {res.err}")
+    return res.wall, res.rss, res.out
 
 
 def main() -> None:

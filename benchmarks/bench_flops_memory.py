@@ -52,13 +52,14 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from _child import run_child  # benchmarks/_child.py (the script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = (
@@ -409,33 +410,6 @@ class Runs:
     phases: list[dict[str, float]] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)
     differs: bool = False  # figures changed between runs (they never should)
-
-
-@dataclass(frozen=True)
-class ChildRun:
-    wall: float  # seconds
-    cpu: float  # user + system seconds of the child, all its threads
-    rss: int  # peak resident bytes
-    out: str
-    rc: int
-    err: str
-
-
-def run_child(cmd: list[str]) -> ChildRun:
-    # A fresh wrapper process per run so RUSAGE_CHILDREN's maximum is this run's alone. CPU
-    # seconds next to wall seconds show contention: the load average only sees this VM.
-    wrapper = (
-        "import resource, subprocess, sys, time, json\n"
-        "t = time.perf_counter()\n"
-        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-        "dt = time.perf_counter() - t\n"
-        "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-        "print(json.dumps({'dt': dt, 'cpu': u.ru_utime + u.ru_stime, 'rss_kib': u.ru_maxrss,"
-        " 'rc': p.returncode, 'out': p.stdout, 'err': p.stderr[-600:]}))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True)
-    res = json.loads(proc.stdout)
-    return ChildRun(res["dt"], res["cpu"], res["rss_kib"] * 1024, res["out"], res["rc"], res["err"])
 
 
 def command(tool: str, config: str, warm: int = 0) -> list[str]:
