@@ -325,7 +325,9 @@ def _memory_rows(report: Report) -> list[tuple[str, str, str]]:
         ("weights", m.weights_bytes),
         ("gradients", m.gradients_bytes),
         ("optimizer states", m.optimizer_bytes),
-        ("activations kept for backward", m.activations_bytes),
+        # CUDA and CPU differ only in the dropout masks (1 B vs 4 B per element in fp32):
+        # name which one the figure is for (docs/conventions.md, "CPU vs CUDA").
+        (f"activations kept for backward (as on {m.device.upper()})", m.activations_bytes),
     ]
     if m.recompute_peak_bytes:
         rows.append(("recompute peak (checkpointing)", m.recompute_peak_bytes))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -288,6 +289,11 @@ def test_report_workload_flags_json() -> None:
     assert mem["total_bytes"] == sum(mem[k] for k in parts)
     assert mem["weights_bytes"] == 4 * 201_108_230
     assert mem["optimizer_bytes"] == 8 * 201_108_230  # AdamW: two fp32 states
+    # the activation figure is CUDA's (1-byte dropout masks); the table says so
+    assert mem["device"] == "cuda"
+    table = run("report", str(EXAMPLE), "--mode", "training", "--dtype", "fp32")
+    row = rf"activations kept for backward \(as on CUDA\)\s+{mem['activations_bytes']:,}\s"
+    assert re.search(row, table.stdout), table.stdout
 
 
 def test_report_bad_workload_exit_2() -> None:
