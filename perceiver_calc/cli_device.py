@@ -41,6 +41,7 @@ from perceiver_calc.cli_options import (
 )
 from perceiver_calc.console import fail as _fail
 from perceiver_calc.console import stdout as _stdout
+from perceiver_calc.devices import lookup_peak
 from perceiver_calc.errors import ConfigError, PerceiverCalcError
 from perceiver_calc.flops import count_flops
 from perceiver_calc.memory import count_memory
@@ -365,7 +366,6 @@ def run_bench(
     """Time the reference model on ``device``; predicted vs measured. Exits 2 if the device is
     missing or the model would not fit in its free memory."""
     m = _measure_module()
-    from reference_model.devices import lookup_peak
 
     why = _device_ready(device)
     if why is not None:

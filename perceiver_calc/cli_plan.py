@@ -32,6 +32,7 @@ from perceiver_calc.cli_options import (
 from perceiver_calc.config import load_config
 from perceiver_calc.console import fail as _fail
 from perceiver_calc.console import stdout as _stdout
+from perceiver_calc.devices import DEVICES
 from perceiver_calc.errors import ConfigError, PerceiverCalcError
 from perceiver_calc.resolve import validate as validate_config
 from perceiver_calc.workload import Workload
@@ -54,6 +55,7 @@ VaryOpt = Annotated[
 ]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model class.")]
 FormatOpt = Annotated[OutFormat, typer.Option("--format", "-f")]
+_DEVICE_HELP = "GPU for step time and fit (perceiver_calc/devices.py): " + ", ".join(DEVICES)
 
 
 def _workload(
@@ -260,7 +262,7 @@ def register(app: typer.Typer) -> None:
     def plan(
         path: Path,
         gpus: Annotated[int, typer.Option("--gpus")] = 8,
-        device: Annotated[str | None, typer.Option("--device", help="a100-80gb, h100-sxm")] = None,
+        device: Annotated[str | None, typer.Option("--device", help=_DEVICE_HELP)] = None,
         mfu: Annotated[float, typer.Option("--mfu")] = 0.4,
         samples: Annotated[int | None, typer.Option("--samples")] = None,
         model: ModelOpt = None,

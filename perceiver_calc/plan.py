@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict
 
+from perceiver_calc.devices import DEVICES, GpuSpec
 from perceiver_calc.flops import count_flops
 from perceiver_calc.memory import Device, count_memory
 from perceiver_calc.params import count_params
@@ -59,42 +60,6 @@ __all__ = [
 
 Strategy = Literal["ddp", "zero1", "zero2", "zero3", "fsdp"]
 STRATEGIES: tuple[Strategy, ...] = ("ddp", "zero1", "zero2", "zero3", "fsdp")
-
-
-class GpuSpec(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    memory_bytes: int
-    peak_flops: dict[str, float]
-    """Dense peak FLOP/s by dtype (no sparsity)."""
-    source: str
-
-
-# Dense (non-sparse) tensor-core peaks from the vendors' datasheets: NVIDIA A100 datasheet
-# (SXM 80 GB: TF32 156, BF16/FP16 312 TFLOP/s), H100 datasheet (SXM: TF32 494.7, BF16/FP16
-# 989.4 TFLOP/s; the sheet's 1,979 is with sparsity), H200 (same compute as H100 SXM, 141 GB).
-# fp32 runs on TF32 tensor cores when torch.backends.cuda.matmul.allow_tf32 is on.
-DEVICES: dict[str, GpuSpec] = {
-    "a100-80gb": GpuSpec(
-        name="a100-80gb",
-        memory_bytes=80 * 10**9,
-        peak_flops={"fp32": 156e12, "bf16": 312e12, "fp16": 312e12},
-        source="NVIDIA A100 datasheet (SXM), dense",
-    ),
-    "h100-sxm": GpuSpec(
-        name="h100-sxm",
-        memory_bytes=80 * 10**9,
-        peak_flops={"fp32": 494.7e12, "bf16": 989.4e12, "fp16": 989.4e12},
-        source="NVIDIA H100 datasheet (SXM), dense",
-    ),
-    "h200": GpuSpec(
-        name="h200",
-        memory_bytes=141 * 10**9,
-        peak_flops={"fp32": 494.7e12, "bf16": 989.4e12, "fp16": 989.4e12},
-        source="NVIDIA H200 datasheet (SXM), dense",
-    ),
-}
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,6 +270,11 @@ def training_plan(
         if device not in DEVICES:
             raise ValueError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
         spec = DEVICES[device]
+        if workload.dtype not in spec.flops:
+            raise ValueError(
+                f"device {device!r} has no {workload.dtype} peak ({spec.source}); use a dtype it "
+                f"has: {', '.join(spec.flops)}"
+            )
     wl = workload.model_copy(update={"mode": "training"})
     params = count_params(resolved)
     shard = sharded_elements(params.tensors, gpus)
@@ -347,8 +317,7 @@ def training_plan(
     step = step_ck = train = train_ck = None
     steps = None
     if spec is not None:
-        dtype = "bf16" if "bf16" in wl.dtype else "fp16" if "fp16" in wl.dtype else "fp32"
-        rate = spec.peak_flops[dtype] * mfu * gpus
+        rate = spec.flops[wl.dtype] * mfu * gpus  # dense peak, devices.py rules 2-3
         step = flops_by_ckpt[False] / rate
         step_ck = flops_by_ckpt[True] / rate
         if samples is not None:

@@ -17,7 +17,7 @@ import typer
 from typer.testing import CliRunner
 
 from perceiver_calc import cli_device
-from reference_model.devices import PEAKS, lookup_peak
+from perceiver_calc.devices import PEAKS, lookup_peak
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "examples" / "tiny.json"

@@ -69,6 +69,30 @@ def test_training_plan_orders_strategies() -> None:
     assert one.sharded_params_per_rank == one.params
 
 
+def test_plan_and_bench_read_one_device_table() -> None:
+    """plan's step time uses the peak bench's MFU uses (fp32: the non-TF32 figure), and a dtype
+    the device has no peak for is refused with the device's source named."""
+    import pytest
+
+    from perceiver_calc.devices import DEVICES, lookup_peak
+
+    r = pc.resolve(pc.load_config("examples/language-perceiver.json"))
+    for key, cuda_name, dtype in (
+        ("h100-sxm", "NVIDIA H100 80GB HBM3", "fp32"),
+        ("a100-40gb", "NVIDIA A100-SXM4-40GB", "mixed-bf16"),
+        ("v100-pcie-32gb", "Tesla V100-PCIE-32GB", "fp16"),
+    ):
+        wl = Workload(batch_size=2, dtype=dtype)
+        tp = training_plan(r, wl, gpus=4, device=key, mfu=0.5)
+        found = lookup_peak(cuda_name, dtype)
+        assert found is not None and found[0] == DEVICES[key].flops[dtype]
+        flops = pc.count_flops(r, wl.model_copy(update={"mode": "training"})).training_step
+        assert tp.step_seconds == flops * 4 / (found[0] * 0.5 * 4)
+        assert all(m.fits == (m.total_bytes <= DEVICES[key].memory_bytes) for m in tp.memory)
+    with pytest.raises(ValueError, match=r"device 't4' has no mixed-bf16 peak .*no BF16"):
+        training_plan(r, Workload(dtype="mixed-bf16"), gpus=1, device="t4")
+
+
 def test_compare_highlights_differences() -> None:
     a = pc.resolve(pc.load_config(BASE))
     b = pc.resolve(pc.load_config(BASE).model_copy(update={"num_latents": 128}))
