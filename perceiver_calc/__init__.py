@@ -14,14 +14,53 @@ The public surface, for planning scripts::
 Nothing here imports torch.
 """
 
-from perceiver_calc.config import MODEL_CLASSES, ModelClass, PerceiverConfig, load_config
-from perceiver_calc.errors import ConfigError, Finding, InputError, PerceiverCalcError
-from perceiver_calc.flops import FlopCounts, ModuleFlops, count_flops
-from perceiver_calc.memory import MemoryCounts, count_memory
-from perceiver_calc.params import ParamCounts, count_params
-from perceiver_calc.report import Report, build_report
-from perceiver_calc.resolve import Dim, ResolvedModel, model_class_of, resolve, validate
-from perceiver_calc.workload import Workload, check_workload, lengths
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names, for type checkers and IDEs; at run time __getattr__ below
+    from perceiver_calc.config import MODEL_CLASSES, ModelClass, PerceiverConfig, load_config
+    from perceiver_calc.errors import ConfigError, Finding, InputError, PerceiverCalcError
+    from perceiver_calc.flops import FlopCounts, ModuleFlops, count_flops
+    from perceiver_calc.memory import MemoryCounts, count_memory
+    from perceiver_calc.params import ParamCounts, count_params
+    from perceiver_calc.report import Report, build_report
+    from perceiver_calc.resolve import Dim, ResolvedModel, model_class_of, resolve, validate
+    from perceiver_calc.workload import Workload, check_workload, lengths
+
+# Public name -> the module that defines it. Imported on first use (PEP 562), so that
+# ``import perceiver_calc.cli`` loads only what the command it runs needs (the report path
+# has an import-time budget: tests/test_import_budget.py).
+_EXPORTS: dict[str, str] = {
+    "MODEL_CLASSES": "config",
+    "ModelClass": "config",
+    "PerceiverConfig": "config",
+    "load_config": "config",
+    "ConfigError": "errors",
+    "Finding": "errors",
+    "InputError": "errors",
+    "PerceiverCalcError": "errors",
+    "FlopCounts": "flops",
+    "ModuleFlops": "flops",
+    "count_flops": "flops",
+    "MemoryCounts": "memory",
+    "count_memory": "memory",
+    "ParamCounts": "params",
+    "count_params": "params",
+    "Report": "report",
+    "build_report": "report",
+    "Dim": "resolve",
+    "ResolvedModel": "resolve",
+    "model_class_of": "resolve",
+    "resolve": "resolve",
+    "validate": "resolve",
+    "Workload": "workload",
+    "check_workload": "workload",
+    "lengths": "workload",
+}
 
 __all__ = [
     "MODEL_CLASSES",
@@ -52,3 +91,38 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'perceiver_calc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"perceiver_calc.{module}"), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    """``perceiver_calc.resolve`` is both a submodule and the public function: importing the
+    submodule binds the module object to the package attribute, which would hide the function
+    once anything imported it lazily. Keep the function there (as the eager imports did)."""
+
+    @property
+    def resolve(self) -> Any:
+        override = self.__dict__.get("_resolve_override")
+        if override is not None:
+            return override
+        return importlib.import_module("perceiver_calc.resolve").resolve
+
+    @resolve.setter
+    def resolve(self, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and value.__name__ == "perceiver_calc.resolve":
+            return  # the import system binding the submodule
+        self.__dict__["_resolve_override"] = value  # e.g. a test's monkeypatch
+
+
+sys.modules[__name__].__class__ = _Package

@@ -12,6 +12,7 @@ This module must not import torch (a test checks it).
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from perceiver_calc.cli_device import register as register_device_commands
 from perceiver_calc.cli_options import (
@@ -47,6 +47,7 @@ from perceiver_calc.report import (
     render_json,
     render_markdown,
     render_table,
+    report_data,
 )
 from perceiver_calc.resolve import validate as validate_config
 from perceiver_calc.workload import Workload
@@ -182,7 +183,9 @@ def explain(
     """Every module's dimensions with where each came from (field, default, hardcoded, rule)."""
     rep = _guard(path, model, strict)
     if format is Format.json:
-        typer.echo(rep.model_dump_json(include={"model", "dimensions", "findings"}, indent=2))
+        data = report_data(rep, include=frozenset({"model", "dimensions", "findings"}))
+        # ensure_ascii=False: as pydantic's model_dump_json wrote it before.
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
     elif format is Format.markdown:
         typer.echo(render_markdown(rep), nl=False)
     else:
@@ -197,10 +200,11 @@ def validate(
 ) -> None:
     """Check a config; print its findings. Exit 0 when valid, 2 when not."""
     rep = _guard(path, model, strict)
-    out = _stdout()
-    out.print(f"{path}: valid {rep.model} ({rep.params.total:,} parameters)")
+    # Plain lines, no rich: one line per finding (a terminal wraps them), and nothing in a
+    # path or a rule is read as markup.
+    typer.echo(f"{path}: valid {rep.model} ({rep.params.total:,} parameters)")
     for f in rep.findings:
-        out.print(f"  {f.severity}: {f}", markup=False)
+        typer.echo(f"  {f.severity}: {f}")
 
 
 register_planning_commands(app)  # sweep, fit, compare, plan
@@ -218,6 +222,8 @@ def main() -> None:
     except InputError as err:  # pragma: no cover - commands catch these themselves
         _fail(f"error: {err}", 2)
     except Exception as err:
+        from rich.console import Console
+
         Console(stderr=True).print(
             f"internal error: {type(err).__name__}: {err}\n"
             "This is a bug in perceiver-calc; please report it with the config that caused it.",

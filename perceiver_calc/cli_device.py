@@ -19,11 +19,9 @@ import json
 from enum import StrEnum
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from perceiver_calc.cli_options import (
     BatchOpt,
@@ -49,6 +47,9 @@ from perceiver_calc.params import count_params
 from perceiver_calc.resolve import ResolvedModel
 from perceiver_calc.resolve import validate as validate_config
 from perceiver_calc.workload import Workload, check_workload, lengths, resolved_inputs
+
+if TYPE_CHECKING:  # rich is imported when a table is drawn, not on the report path
+    from rich.console import Console
 
 __all__ = ["FIT_FRACTION", "register"]
 
@@ -316,6 +317,8 @@ def _fmt(row: dict[str, Any], key: str) -> str:
 
 
 def _render_check(res: dict[str, Any], out: Console) -> None:
+    from rich.table import Table
+
     table = Table(title=f"{res['model']}: analytic vs reference model ({res['device']})", box=None)
     for c in ("quantity", "module", "analytic", "measured", "diff", "status"):
         table.add_column(c, justify="right" if c in ("analytic", "measured", "diff") else "left")
@@ -403,6 +406,7 @@ def run_bench(
         )
 
     if progress:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         with Progress(
@@ -476,6 +480,8 @@ def _render_bench(res: dict[str, Any], out: Console) -> None:
         f"{res['warmup']} warm-up + {res['repeats']} timed runs",
         markup=False,
     )
+    from rich.table import Table
+
     table = Table(box=None)
     table.add_column("")
     phases = [("forward", res["forward"])]

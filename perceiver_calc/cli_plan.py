@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from perceiver_calc.cli_options import (
     BatchOpt,
@@ -124,6 +123,8 @@ def _render(res: SweepResult, rows: list[int], fmt: OutFormat, title: str) -> No
         typer.echo(buf.getvalue(), nl=False)
         return
     out = _stdout()
+    from rich.table import Table
+
     table = Table(title=title, box=None)
     for n in names:
         table.add_column(n, justify="right")
@@ -243,6 +244,8 @@ def register(app: typer.Typer) -> None:
         if format == "json":
             typer.echo(cmp.model_dump_json(indent=2))
             return
+        from rich.table import Table
+
         table = Table(box=None)
         table.add_column("")
         for name in cmp.names:
@@ -291,6 +294,8 @@ def register(app: typer.Typer) -> None:
             return
         out = _stdout()
         out.print(f"{tp.model}: {tp.params:,} parameters, {gpus} GPUs, batch {batch_size}/GPU")
+        from rich.table import Table
+
         table = Table(box=None, title="per-GPU memory (GiB)")
         for c in (
             "strategy",

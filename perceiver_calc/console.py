@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
-from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["fail", "stdout"]
 
 
+# rich is imported when output is rendered, not at import: `report --format json` and
+# `validate` never load it (tests/test_import_budget.py).
+
+
 def stdout() -> Console:
+    from rich.console import Console
+
     # Module paths are long (transformers' names, verbatim): when the output is not a terminal
     # (a pipe, a file, a test), use a width they fit in instead of rich's 80 columns.
     console = Console(highlight=False)
@@ -20,5 +28,7 @@ def stdout() -> Console:
 
 
 def fail(message: str, code: int) -> NoReturn:
+    from rich.console import Console
+
     Console(stderr=True, highlight=False, soft_wrap=True).print(message, markup=False)
     raise typer.Exit(code)

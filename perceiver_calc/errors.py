@@ -18,19 +18,22 @@ apart. Text shape (pinned by tests)::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict
 
 __all__ = ["ConfigError", "Finding", "InputError", "PerceiverCalcError"]
 
 Severity = Literal["error", "warning"]
 
 
-class Finding(BaseModel):
-    """One problem (error) or doubtful choice (warning) found in a config."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """One problem (error) or doubtful choice (warning) found in a config.
 
-    model_config = ConfigDict(frozen=True)
+    A plain frozen dataclass, not a pydantic model: findings are built by the calculator, never
+    parsed from user input, and a dataclass costs nothing to import (the report path has an
+    import-time budget, tests/test_import_budget.py). Copy with ``dataclasses.replace``.
+    """
 
     severity: Severity
     code: str

@@ -6,14 +6,11 @@ rendering only formats what it holds.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-
-from pydantic import BaseModel, ConfigDict
-from rich import box
-from rich.console import Console, Group
-from rich.table import Table
-from rich.text import Text
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from perceiver_calc.errors import ConfigError, Finding
 from perceiver_calc.flops import FlopCounts, count_flops
@@ -35,13 +32,18 @@ from perceiver_calc.resolve import (
 )
 from perceiver_calc.workload import Workload, check_workload, resolved_inputs
 
+if TYPE_CHECKING:
+    from rich.console import Console, Group
+    from rich.table import Table
+
 __all__ = ["ModuleDims", "Report", "build_report", "render_json", "render_markdown", "render_table"]
 
 
-class ModuleDims(BaseModel):
+# The report's values are frozen dataclasses, not pydantic models: they are built here, never
+# parsed from input, and pydantic's schema build for them cost import time on every run.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModuleDims:
     """One module's resolved dimensions, each with its source and rule."""
-
-    model_config = ConfigDict(frozen=True)
 
     path: str
     kind: str
@@ -49,9 +51,8 @@ class ModuleDims(BaseModel):
     notes: tuple[str, ...] = ()
 
 
-class ParamsSection(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParamsSection:
     total: int
     trainable: int
     by_module: dict[str, int]
@@ -59,10 +60,9 @@ class ParamsSection(BaseModel):
     buffers: dict[str, tuple[int, ...]]
 
 
-class Report(BaseModel):
-    """Everything ``perceiver-calc report`` shows, as data."""
-
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report:
+    """Everything ``perceiver-calc report`` shows, as data (``report_data`` for JSON)."""
 
     model: str
     source: str | None
@@ -186,11 +186,10 @@ def build_report(
             raise ConfigError([*resolved.findings, *problems])
         if errors:
             findings += [
-                f.model_copy(
-                    update={
-                        "severity": "warning",
-                        "fix": f.fix + " (FLOPs and memory need a valid input; pass one)",
-                    }
+                dataclasses.replace(
+                    f,
+                    severity="warning",
+                    fix=f.fix + " (FLOPs and memory need a valid input; pass one)",
                 )
                 for f in problems
             ]
@@ -222,8 +221,34 @@ def build_report(
 # JSON
 
 
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON-ready data: dataclasses and models as dicts in field order.
+
+    The shapes are those pydantic's ``model_dump(mode="json")`` gave (json.dumps turns tuples
+    into lists and int keys into strings the same way), so the JSON output is unchanged.
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [jsonable(v) for v in value]
+    dump = getattr(value, "model_dump", None)  # a pydantic model (e.g. a config)
+    if callable(dump):
+        return dump(mode="json")
+    return value
+
+
+def report_data(report: Report, *, include: frozenset[str] | None = None) -> dict[str, Any]:
+    """The report as a dict of JSON data; ``include`` keeps only those top-level keys."""
+    names = [f.name for f in dataclasses.fields(report)]
+    return {n: jsonable(getattr(report, n)) for n in names if include is None or n in include}
+
+
 def render_json(report: Report, *, include_tensors: bool = False) -> str:
-    data = report.model_dump(mode="json", exclude={"flops": {"ops"}})
+    data = report_data(report)
+    if data["flops"] is not None:
+        data["flops"].pop("ops", None)
     if not include_tensors:
         data["params"].pop("tensors")
     if data["flops"] is None:
@@ -351,6 +376,9 @@ def _grouped_flops(report: Report) -> list[tuple[str, int, int]]:
 
 
 def _flops_tables(report: Report) -> list[Table]:
+    from rich import box
+    from rich.table import Table
+
     f = report.flops
     assert f is not None
     t = Table(
@@ -381,6 +409,9 @@ def _flops_tables(report: Report) -> list[Table]:
 
 
 def _params_table(report: Report) -> Table:
+    from rich import box
+    from rich.table import Table
+
     total = report.params.total
     t = Table(title="Parameters by module", box=box.SIMPLE_HEAD, title_justify="left")
     t.add_column("module (transformers path)", no_wrap=True)
@@ -406,6 +437,9 @@ def _prod(shape: tuple[int, ...]) -> int:
 
 
 def _layers_table(report: Report) -> Table:
+    from rich import box
+    from rich.table import Table
+
     t = Table(title="Attention layers (resolved)", box=box.SIMPLE_HEAD, title_justify="left")
     for col in (
         "module",
@@ -454,6 +488,9 @@ def _layers_table(report: Report) -> Table:
 
 
 def _findings_group(findings: tuple[Finding, ...]) -> Group | None:
+    from rich.console import Group
+    from rich.text import Text
+
     if not findings:
         return None
     lines = [Text("Findings", style="bold")]
@@ -464,6 +501,8 @@ def _findings_group(findings: tuple[Finding, ...]) -> Group | None:
 
 
 def render_table(report: Report, console: Console) -> None:
+    from rich.text import Text
+
     title = Text(report.model, style="bold")
     if report.source:
         title.append(f"  ({report.source})", style="dim")
@@ -482,6 +521,10 @@ def render_table(report: Report, console: Console) -> None:
 
 def render_explain(report: Report, console: Console) -> None:
     """Every module's dims with source and rule: the seed notes' tables, for any config."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     title = Text(f"{report.model}: resolved dimensions", style="bold")
     if report.source:
         title.append(f"  ({report.source})", style="dim")
