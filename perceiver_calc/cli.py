@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -40,17 +40,16 @@ from perceiver_calc.cli_plan import register as register_planning_commands
 from perceiver_calc.console import fail as _fail
 from perceiver_calc.console import stdout as _stdout
 from perceiver_calc.errors import ConfigError, InputError, PerceiverCalcError
-from perceiver_calc.report import (
-    Report,
-    build_report,
-    render_explain,
-    render_json,
-    render_markdown,
-    render_table,
-    report_data,
-)
 from perceiver_calc.resolve import validate as validate_config
-from perceiver_calc.workload import Workload
+
+# The report (and through it the FLOP and memory counts) and rich are imported by the commands
+# that use them, so that `validate` loads neither (tests/test_import_budget.py).
+if TYPE_CHECKING:
+    from perceiver_calc.report import Report
+    from perceiver_calc.resolve import ResolvedModel
+    from perceiver_calc.workload import Workload
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="perceiver-calc",
@@ -97,6 +96,8 @@ def _build(
     workload: Workload | None = None,
     workload_explicit: bool = False,
 ) -> Report:
+    from perceiver_calc.report import build_report
+
     return build_report(
         validate_config(path, model, strict=strict),
         source=str(path),
@@ -113,8 +114,16 @@ def _guard(
     workload_explicit: bool = False,
 ) -> Report:
     """Build the report, turning every expected failure into exit status 2."""
+    return _guarded(
+        path,
+        lambda: _build(path, model, strict, workload() if workload else None, workload_explicit),
+    )
+
+
+def _guarded(path: Path, build: Callable[[], T]) -> T:
+    """``build()``, turning every expected failure into exit status 2."""
     try:
-        return _build(path, model, strict, workload() if workload else None, workload_explicit)
+        return build()
     except ConfigError as err:
         _fail(f"error: {path}: {err}", 2)
     except PerceiverCalcError as err:
@@ -165,6 +174,8 @@ def report(
         or checkpointing
     )
     rep = _guard(path, model, strict, workload, explicit)
+    from perceiver_calc.report import render_json, render_markdown, render_table
+
     if format is Format.json:
         typer.echo(render_json(rep))
     elif format is Format.markdown:
@@ -181,6 +192,8 @@ def explain(
     format: FormatOpt = Format.table,
 ) -> None:
     """Every module's dimensions with where each came from (field, default, hardcoded, rule)."""
+    from perceiver_calc.report import render_explain, render_markdown, report_data
+
     rep = _guard(path, model, strict)
     if format is Format.json:
         data = report_data(rep, include=frozenset({"model", "dimensions", "findings"}))
@@ -199,11 +212,20 @@ def validate(
     strict: StrictOpt = False,
 ) -> None:
     """Check a config; print its findings. Exit 0 when valid, 2 when not."""
-    rep = _guard(path, model, strict)
+
+    def check() -> tuple[ResolvedModel, int]:
+        from perceiver_calc.params import count_params
+
+        resolved = validate_config(path, model, strict=strict)
+        return resolved, count_params(resolved).total
+
+    # No report is built: the findings are the resolved model's (a report without a workload
+    # adds none), and the FLOP and memory modules are never imported.
+    resolved, total = _guarded(path, check)
     # Plain lines, no rich: one line per finding (a terminal wraps them), and nothing in a
     # path or a rule is read as markup.
-    typer.echo(f"{path}: valid {rep.model} ({rep.params.total:,} parameters)")
-    for f in rep.findings:
+    typer.echo(f"{path}: valid {resolved.model} ({total:,} parameters)")
+    for f in resolved.findings:
         typer.echo(f"  {f.severity}: {f}")
 
 

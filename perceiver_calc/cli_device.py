@@ -39,17 +39,16 @@ from perceiver_calc.cli_options import (
 )
 from perceiver_calc.console import fail as _fail
 from perceiver_calc.console import stdout as _stdout
-from perceiver_calc.devices import lookup_peak
 from perceiver_calc.errors import ConfigError, PerceiverCalcError
-from perceiver_calc.flops import count_flops
-from perceiver_calc.memory import count_memory
-from perceiver_calc.params import count_params
-from perceiver_calc.resolve import ResolvedModel
 from perceiver_calc.resolve import validate as validate_config
-from perceiver_calc.workload import Workload, check_workload, lengths, resolved_inputs
 
-if TYPE_CHECKING:  # rich is imported when a table is drawn, not on the report path
+# The counting modules, the device table and rich are imported by the commands that use them:
+# importing perceiver_calc.cli (every command, `validate` too) registers these commands only.
+if TYPE_CHECKING:
     from rich.console import Console
+
+    from perceiver_calc.resolve import ResolvedModel
+    from perceiver_calc.workload import Workload
 
 __all__ = ["FIT_FRACTION", "register"]
 
@@ -109,6 +108,8 @@ def _measure_module() -> ModuleType:
 
 def _resolve(path: Path, model: str | None, wl: dict[str, Any]) -> tuple[ResolvedModel, Workload]:
     """Config and workload, or exit 2 naming the problem (workload errors included)."""
+    from perceiver_calc.workload import check_workload
+
     try:
         resolved = validate_config(path, model)
         workload = make_workload(**wl)
@@ -124,6 +125,8 @@ def _resolve(path: Path, model: str | None, wl: dict[str, Any]) -> tuple[Resolve
 
 def _spec(m: ModuleType, resolved: ResolvedModel, workload: Workload) -> Any:
     """The inputs; labels where the class takes them and the workload trains."""
+    from perceiver_calc.workload import resolved_inputs
+
     sizes = resolved_inputs(resolved, workload).model_dump()
     labels = workload.mode == "training" and resolved.model in _LABEL_CLASSES
     return m.InputSpec.of(resolved.model, sizes, with_labels=labels)
@@ -203,6 +206,10 @@ def run_check(
 ) -> dict[str, Any]:
     """Analytic vs measured; see the module docstring. ``notes`` collects why something was
     skipped. Returns the JSON-ready result (``mismatches``: how many exact rows differ)."""
+    from perceiver_calc.flops import count_flops
+    from perceiver_calc.memory import count_memory
+    from perceiver_calc.params import count_params
+
     m = _measure_module()
     notes = notes if notes is not None else []
     cfg = _config(m, resolved)
@@ -368,6 +375,11 @@ def run_bench(
 ) -> dict[str, Any]:
     """Time the reference model on ``device``; predicted vs measured. Exits 2 if the device is
     missing or the model would not fit in its free memory."""
+    from perceiver_calc.devices import lookup_peak
+    from perceiver_calc.flops import count_flops
+    from perceiver_calc.memory import count_memory
+    from perceiver_calc.workload import lengths
+
     m = _measure_module()
 
     why = _device_ready(device)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 
 from perceiver_calc.errors import InputError
-from perceiver_calc.workload import Workload
+
+if TYPE_CHECKING:  # imported by make_workload: `validate` never builds a workload
+    from perceiver_calc.workload import Workload
 
 __all__ = [
     "BatchOpt",
@@ -114,6 +115,10 @@ def make_workload(
     checkpointing: bool = False,
 ) -> Workload:
     """The options as a Workload; bad values raise :class:`InputError` naming the option."""
+    from pydantic import ValidationError
+
+    from perceiver_calc.workload import Workload
+
     try:
         return Workload(
             batch_size=batch_size,

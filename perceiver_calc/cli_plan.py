@@ -34,10 +34,10 @@ from perceiver_calc.console import stdout as _stdout
 from perceiver_calc.devices import DEVICES
 from perceiver_calc.errors import ConfigError, PerceiverCalcError
 from perceiver_calc.resolve import validate as validate_config
-from perceiver_calc.workload import Workload
 
 if TYPE_CHECKING:
     from perceiver_calc.sweep import Sweep, SweepResult
+    from perceiver_calc.workload import Workload
 
 __all__ = ["register"]
 
