@@ -81,13 +81,16 @@ def test_check_cli_json_and_table() -> None:
 
 
 def test_check_exits_1_on_a_mismatch(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = cli_device.count_flops
+    # check imports count_flops when it runs (not at import): patch it where it is defined.
+    import perceiver_calc.flops as flops_module
+
+    real = flops_module.count_flops
 
     def off_by_two(*args: Any, **kwargs: Any) -> Any:
         counts = real(*args, **kwargs)
         return counts.model_copy(update={"forward": counts.forward + 2})
 
-    monkeypatch.setattr(cli_device, "count_flops", off_by_two)
+    monkeypatch.setattr(flops_module, "count_flops", off_by_two)
     result = run("check", str(TINY), "--meta-only")
     assert result.exit_code == 1
     assert "MISMATCH" in result.stdout and "1 mismatch" in result.stdout
