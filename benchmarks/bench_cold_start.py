@@ -146,6 +146,10 @@ def main() -> None:
         "|---|---:|",
         *[f"| `{n}` | {ms:.1f} |" for n, ms in _import_breakdown(exe, args.config)],
         "",
+        "A module's imports are charged to the first top-level import that loads them: the",
+        "command modules' figure is mostly `perceiver_calc.config`/`resolve` and pydantic (its",
+        "import and the schema builds of the pydantic models still in the counting core).",
+        "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}.",
         f"Measured {time.strftime('%Y-%m-%d')} with:",
