@@ -37,6 +37,7 @@ from perceiver_calc.cli_options import (
     OptimizerChoice,
     OptimizerOpt,
     SeqLenOpt,
+    finite_positive,
     make_workload,
 )
 from perceiver_calc.console import fail as _fail
@@ -583,7 +584,11 @@ def register(app: typer.Typer) -> None:
         ] = AttentionChoice.sdpa,
         peak_flops: Annotated[
             float | None,
-            typer.Option("--peak-flops", help="Device peak FLOP/s for MFU (default: table)."),
+            typer.Option(
+                "--peak-flops",
+                help="Device peak FLOP/s for MFU (default: table).",
+                callback=finite_positive,
+            ),
         ] = None,
         format: FormatOpt = OutFormat.table,
         batch_size: BatchOpt = 1,
