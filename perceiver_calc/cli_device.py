@@ -145,10 +145,15 @@ def _device_ready(device: str) -> str | None:
 
 
 def _fits(m: ModuleType, device: str, needed: int) -> tuple[bool, str]:
-    free = m.available_memory(device)
-    source = {"cuda": "torch.cuda.mem_get_info", "mps": "torch.mps"}.get(
-        device, "/proc/meminfo MemAvailable"
-    )
+    if device == "cpu":
+        # The process's own limits (ulimit -v, cgroups), not only what the machine has free.
+        from perceiver_calc.hostmem import host_memory_limit
+
+        found = host_memory_limit()
+        free, source = found if found else (None, "")
+    else:
+        free = m.available_memory(device)
+        source = {"cuda": "torch.cuda.mem_get_info", "mps": "torch.mps"}.get(device, "")
     if free is None:
         return True, f"free memory on {device} unknown; going ahead"
     msg = (

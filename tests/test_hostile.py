@@ -319,3 +319,46 @@ def test_mutated_configs_exit_0_or_2(tmp_path: Path, mutations: dict[str, Any]) 
     # The library raises only its documented exceptions on the same input.
     with contextlib.suppress(PerceiverCalcError):
         pc.count_params(pc.validate(_BASE | mutations))
+
+
+# --- check/bench under the process's own memory limit --------------------------------------
+
+
+def test_host_memory_limit_reads_rlimit_as() -> None:
+    """Under ``ulimit -v`` the binding limit is RLIMIT_AS, not MemAvailable (a subprocess: the
+    limit is set for it alone)."""
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30));"
+        "from perceiver_calc.hostmem import host_memory_limit; b, s = host_memory_limit();"
+        "print(b, s)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    free, source = proc.stdout.split(" ", 1)
+    assert int(free) < 3 * 2**30
+    assert source.startswith("ulimit -v (RLIMIT_AS 3,221,225,472 bytes)")
+
+
+def test_bench_refuses_a_model_over_the_address_space_limit(tmp_path: Path) -> None:
+    """A 3.5 GiB model under a 3 GB ``ulimit -v``: refused with exit 2 before it is built."""
+    pytest.importorskip("torch")
+    cfg = tmp_path / "big.json"
+    cfg.write_text(json.dumps({"d_latents": 2048, "num_self_attends_per_block": 20}))
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 * 10**9, 3 * 10**9));"
+        "from perceiver_calc.cli import main; sys.argv = ['perceiver-calc', 'bench', sys.argv[1],"
+        "'--device', 'cpu']; main()"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(cfg)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "refusing to materialise the model" in proc.stderr
+    assert "ulimit -v (RLIMIT_AS 3,000,000,000 bytes)" in proc.stderr
+    assert "Traceback" not in proc.stderr
