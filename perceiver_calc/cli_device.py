@@ -35,6 +35,7 @@ from perceiver_calc.cli_options import (
     OptimizerChoice,
     OptimizerOpt,
     SeqLenOpt,
+    finite_positive,
     make_workload,
 )
 from perceiver_calc.console import fail as _fail
@@ -148,10 +149,15 @@ def _device_ready(device: str) -> str | None:
 
 
 def _fits(m: ModuleType, device: str, needed: int) -> tuple[bool, str]:
-    free = m.available_memory(device)
-    source = {"cuda": "torch.cuda.mem_get_info", "mps": "torch.mps"}.get(
-        device, "/proc/meminfo MemAvailable"
-    )
+    if device == "cpu":
+        # The process's own limits (ulimit -v, cgroups), not only what the machine has free.
+        from perceiver_calc.hostmem import host_memory_limit
+
+        found = host_memory_limit()
+        free, source = found if found else (None, "")
+    else:
+        free = m.available_memory(device)
+        source = {"cuda": "torch.cuda.mem_get_info", "mps": "torch.mps"}.get(device, "")
     if free is None:
         return True, f"free memory on {device} unknown; going ahead"
     msg = (
@@ -601,7 +607,11 @@ def register(app: typer.Typer) -> None:
         ] = AttentionChoice.sdpa,
         peak_flops: Annotated[
             float | None,
-            typer.Option("--peak-flops", help="Device peak FLOP/s for MFU (default: table)."),
+            typer.Option(
+                "--peak-flops",
+                help="Device peak FLOP/s for MFU (default: table).",
+                callback=finite_positive,
+            ),
         ] = None,
         format: FormatOpt = OutFormat.table,
         batch_size: BatchOpt = 1,

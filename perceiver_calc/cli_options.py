@@ -3,6 +3,7 @@ plan, check, bench), and their conversion into a :class:`~perceiver_calc.workloa
 
 from __future__ import annotations
 
+import math
 import re
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
@@ -95,7 +96,9 @@ CheckpointingOpt = Annotated[
 
 def parse_image_size(text: str) -> tuple[int, int]:
     """``"224x224"``, ``"224X160"`` or ``"224"`` (square)."""
-    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX×]\s*(\d+))?\s*", text)
+    # 1-10 digits: a side is at most 2**31 - 1 (Workload's bound); longer digit strings are
+    # refused here, before int() (whose 4,300-digit limit would raise a bare ValueError).
+    m = re.fullmatch(r"\s*(\d{1,10})\s*(?:[xX×]\s*(\d{1,10}))?\s*", text)
     if not m:
         raise InputError(f"--image-size {text!r}: expected HxW, e.g. 224x224")
     h = int(m[1])
@@ -130,7 +133,16 @@ def make_workload(
             optimizer=optimizer.value,
             checkpointing=checkpointing,
         )
-    except ValidationError as err:
-        first = err.errors(include_url=False)[0]
-        option = "--" + str(first["loc"][0]).replace("_", "-")
-        raise InputError(f"{option} ({first.get('input')!r}): {first['msg']}") from None
+    except InputError as err:
+        # Workload names the field (batch_size); the user typed the option (--batch-size).
+        text = str(err).removeprefix("invalid workload: ")
+        field = text.split(" ", 1)[0].split(".")[0]
+        raise InputError("--" + field.replace("_", "-") + text[len(field) :]) from None
+
+
+def finite_positive(value: float | None) -> float | None:
+    """typer callback: a float option must be a finite number > 0 (nan, inf, 0 refused:
+    click's FloatRange lets nan through, since every comparison with nan is false)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a finite number > 0")
+    return value

@@ -26,6 +26,7 @@ from perceiver_calc.cli_options import (
     OptimizerChoice,
     OptimizerOpt,
     SeqLenOpt,
+    finite_positive,
     make_workload,
 )
 from perceiver_calc.config import load_config
@@ -45,6 +46,13 @@ __all__ = ["register"]
 class OutFormat(StrEnum):
     table = "table"
     csv = "csv"
+    json = "json"
+
+
+class TableJson(StrEnum):
+    """compare and plan print a table or JSON; anything else is refused (exit 2)."""
+
+    table = "table"
     json = "json"
 
 
@@ -150,10 +158,29 @@ def _render(res: SweepResult, rows: list[int], fmt: OutFormat, title: str) -> No
             out.print(line, markup=False)
 
 
+def _check_plot(out: Path | None) -> None:
+    """Before any work: the plot's path is writable and matplotlib is installed (exit 2)."""
+    if out is None:
+        return
+    from perceiver_calc.output import PLOT_SUFFIXES, check_output_path, check_plot_extra
+
+    try:
+        check_output_path(out, PLOT_SUFFIXES, "--plot")
+        check_plot_extra()
+    except PerceiverCalcError as err:
+        _fail(f"error: {err}", 2)
+
+
 def _plot(res: SweepResult, out: Path, rows: list[int] | None = None) -> None:
     from perceiver_calc.plan import plot_sweep
 
-    plot_sweep(res, out, highlight=rows)
+    if not any(res.valid):
+        # An empty figure over a plot the user already has would lose it for nothing.
+        _fail(f"error: --plot {str(out)!r}: no valid config to plot; the file is unchanged", 2)
+    try:
+        plot_sweep(res, out, highlight=rows)
+    except PerceiverCalcError as err:
+        _fail(f"error: {err}", 2)
 
 
 def register(app: typer.Typer) -> None:
@@ -172,9 +199,12 @@ def register(app: typer.Typer) -> None:
         optimizer: OptimizerOpt = OptimizerChoice.adamw,
         checkpointing: CheckpointingOpt = False,
         format: FormatOpt = OutFormat.table,
-        plot: Annotated[Path | None, typer.Option("--plot", help="out.png or out.svg")] = None,
+        plot: Annotated[
+            Path | None, typer.Option("--plot", help="out.png, out.svg or out.pdf")
+        ] = None,
     ) -> None:
         """Counts for every config of a grid; invalid points listed with their reason."""
+        _check_plot(plot)
         wl = _workload(batch_size, seq_len, image_size, dtype, mode, optimizer, checkpointing)
         res = _sweep(path, vary, model, wl)
         _render(res, list(range(len(res))), format, f"{res.sweep.model}: {len(res)} configs")
@@ -196,12 +226,15 @@ def register(app: typer.Typer) -> None:
         optimizer: OptimizerOpt = OptimizerChoice.adamw,
         checkpointing: CheckpointingOpt = False,
         format: FormatOpt = OutFormat.table,
-        plot: Annotated[Path | None, typer.Option("--plot")] = None,
+        plot: Annotated[
+            Path | None, typer.Option("--plot", help="out.png, out.svg or out.pdf")
+        ] = None,
     ) -> None:
         """Configs within budget (training FLOPs per step, training memory), and the Pareto
         front: most parameters for the least compute."""
         from perceiver_calc.plan import fit as fit_rows
 
+        _check_plot(plot)
         wl = _workload(
             batch_size, seq_len, image_size, dtype, ModeChoice.training, optimizer, checkpointing
         )
@@ -220,7 +253,7 @@ def register(app: typer.Typer) -> None:
         batch_size: BatchOpt = 1,
         seq_len: SeqLenOpt = None,
         image_size: ImageSizeOpt = None,
-        format: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table",
+        format: Annotated[TableJson, typer.Option("--format", "-f")] = TableJson.table,
     ) -> None:
         """Configs side by side; rows that differ are highlighted."""
         from perceiver_calc.plan import compare as compare_models
@@ -264,17 +297,19 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def plan(
         path: Path,
-        gpus: Annotated[int, typer.Option("--gpus")] = 8,
+        gpus: Annotated[int, typer.Option("--gpus", min=1)] = 8,
         device: Annotated[str | None, typer.Option("--device", help=_DEVICE_HELP)] = None,
-        mfu: Annotated[float, typer.Option("--mfu")] = 0.4,
-        samples: Annotated[int | None, typer.Option("--samples")] = None,
+        mfu: Annotated[
+            float, typer.Option("--mfu", max=1, callback=finite_positive, help="0 < MFU <= 1.")
+        ] = 0.4,
+        samples: Annotated[int | None, typer.Option("--samples", min=1)] = None,
         model: ModelOpt = None,
         batch_size: BatchOpt = 1,
         seq_len: SeqLenOpt = None,
         image_size: ImageSizeOpt = None,
         dtype: DtypeOpt = DtypeChoice.mixed_bf16,
         optimizer: OptimizerOpt = OptimizerChoice.adamw,
-        format: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table",
+        format: Annotated[TableJson, typer.Option("--format", "-f")] = TableJson.table,
     ) -> None:
         """Per-GPU memory for DDP, ZeRO-1/2/3 and FSDP, step time and time to train."""
         from perceiver_calc.plan import training_plan

@@ -14,8 +14,11 @@ class (head counts dividing widths, ...) live in ``resolve``, where the widths a
 from __future__ import annotations
 
 import difflib
+import errno
 import json
 import math
+import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -214,6 +217,8 @@ class PerceiverConfig(BaseModel):
     """Other PretrainedConfig keys of the input, kept as given; they set no dimension."""
     unknown_keys: dict[str, Any] = Field(default_factory=dict)
     """Keys no PerceiverConfig knows; transformers would keep them as attributes. Warned about."""
+    duplicate_keys: tuple[str, ...] = ()
+    """Keys the JSON file gave more than once (the last value is used); warned about."""
 
     # --- values transformers hardcodes in the model classes; None = as the class does --------
     decoder_num_heads: PositiveInt | None = None
@@ -344,6 +349,18 @@ def unknown_key_finding(key: str, value: Any, severity: Literal["error", "warnin
     )
 
 
+def duplicate_key_finding(key: str, severity: Literal["error", "warning"]) -> Finding:
+    return Finding(
+        severity=severity,
+        code="duplicate_key",
+        fields=(key,),
+        values={},
+        module=None,
+        rule=f"{key} is given more than once in the JSON object; the last value is used",
+        fix=f"keep one {key} entry",
+    )
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -404,8 +421,15 @@ def _from_dict(data: Mapping[str, Any], *, strict: bool) -> PerceiverConfig:
     base: dict[str, Any] = {}
     unknown: dict[str, Any] = {}
     findings: list[Finding] = []
+    duplicates = tuple(data.get(DUPLICATE_KEYS, ()))
+    if strict:
+        # json.loads keeps the last value of a key given twice; a silent choice between two
+        # values the user wrote is a likely mistake (a warning otherwise, from resolve).
+        findings += [duplicate_key_finding(key, "error") for key in duplicates]
     for key, value in data.items():
         key = str(key)
+        if key == DUPLICATE_KEYS:
+            continue
         if key in _KNOWN_KEYS:
             fields[key] = value
         elif key == "torch_dtype":
@@ -424,7 +448,7 @@ def _from_dict(data: Mapping[str, Any], *, strict: bool) -> PerceiverConfig:
     if isinstance(id2label, Mapping):
         try:
             fields["id2label"] = {int(k): v for k, v in id2label.items()}
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             findings.append(
                 Finding(
                     severity="error",
@@ -460,7 +484,12 @@ def _from_dict(data: Mapping[str, Any], *, strict: bool) -> PerceiverConfig:
 
     try:
         config = PerceiverConfig.model_validate(
-            {**fields, "base_keys": base, "unknown_keys": unknown}
+            {
+                **fields,
+                "base_keys": base,
+                "unknown_keys": unknown,
+                "duplicate_keys": () if strict else duplicates,
+            }
         )
     except ValidationError as err:
         findings += _validation_findings(err)
@@ -525,34 +554,177 @@ def _from_hf_object(obj: Any) -> dict[str, Any]:
     return data
 
 
+# Limits on what a config file may be. A hub config.json is a few KB; these bounds keep a
+# hostile or mistaken input (a device file, a FIFO, a multi-GB log) from hanging the program or
+# exhausting memory, and every refusal names the limit.
+MAX_CONFIG_BYTES = 16 * 2**20
+"""Largest config file read (16 MiB; deepmind's configs are under 10 KB)."""
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of JSON arrays/objects accepted (a PerceiverConfig needs 3)."""
+MAX_NUMBER_DIGITS = 100
+"""Longest number literal accepted (digits); int64 needs 19."""
+
+
+def _os_error(p: Path, err: OSError) -> InputError:
+    """One message per filesystem failure, naming the path and what to do."""
+    reasons = {
+        errno.ENOENT: "no such file or folder",
+        errno.ENOTDIR: "a component of the path is not a folder",
+        errno.EACCES: "permission denied; check the file's permissions",
+        errno.EPERM: "operation not permitted; check the file's permissions",
+        errno.ELOOP: "too many levels of symbolic links (a symlink loop?)",
+        errno.ENAMETOOLONG: "file name too long",
+        errno.EISDIR: "is a folder",
+    }
+    reason = reasons.get(err.errno or 0, err.strerror or type(err).__name__)
+    return InputError(f"{_shown(p)}: cannot read: {reason}")
+
+
+def _shown(p: Path) -> str:
+    """The path as given, shortened when absurdly long (ENAMETOOLONG inputs)."""
+    text = str(p)
+    return text if len(text) <= 200 else f"{text[:100]}...{text[-60:]} ({len(text)} characters)"
+
+
+def _check_depth(text: str) -> None:
+    """Refuse JSON nested deeper than MAX_JSON_DEPTH before parsing it (json's C parser
+    recurses per level; a 10^5-deep file would hit RecursionError or worse)."""
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(
+                    f"JSON nested deeper than {MAX_JSON_DEPTH} levels; a config needs 3"
+                )
+        elif ch in "]}":
+            depth -= 1
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise ValueError(
+            f"a number with {len(text.lstrip('-'))} digits (limit {MAX_NUMBER_DIGITS}); "
+            "use a value that fits the model"
+        )
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    if len(text) > MAX_NUMBER_DIGITS:
+        raise ValueError(
+            f"a number written with {len(text)} characters (limit {MAX_NUMBER_DIGITS})"
+        )
+    return float(text)
+
+
+def _pairs(duplicates: list[str]) -> Any:
+    """object_pairs_hook: build the dict, remembering keys given twice (the last one wins,
+    as in json.loads; reported as a finding by load_config)."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                duplicates.append(key)
+            out[key] = value
+        return out
+
+    return hook
+
+
+DUPLICATE_KEYS = "__perceiver_calc_duplicate_keys__"
+"""Key under which read_json passes the duplicated top-level keys to load_config."""
+
+
 def read_json(path: str | Path) -> dict[str, Any]:
-    """Read a config.json, or the config.json inside a folder. Raises :class:`InputError`."""
+    """Read a config.json, or the config.json inside a folder. Raises :class:`InputError`.
+
+    Only regular files are read (a FIFO, a device such as /dev/zero, a socket are refused
+    without being opened for reading), at most MAX_CONFIG_BYTES, nested at most
+    MAX_JSON_DEPTH levels, numbers at most MAX_NUMBER_DIGITS long.
+    """
     p = Path(path)
-    if p.is_dir():
-        inner = p / "config.json"
-        if not inner.is_file():
-            raise InputError(f"{p}: folder has no config.json")
-        p = inner
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{p}: cannot read: {err}") from None
+        st = p.stat()
+        if stat.S_ISDIR(st.st_mode):
+            inner = p / "config.json"
+            try:
+                st = inner.stat()
+            except FileNotFoundError:
+                raise InputError(f"{_shown(p)}: folder has no config.json") from None
+            p = inner
+    except InputError:
+        raise
+    except OSError as err:
+        raise _os_error(p, err) from None
+    except ValueError as err:  # embedded NUL byte in the path
+        raise InputError(f"{_shown(p)}: not a valid path ({err})") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = (
+            "a FIFO (named pipe)"
+            if stat.S_ISFIFO(st.st_mode)
+            else "a device"
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(st.st_mode)
+            else "not a regular file"
+        )
+        raise InputError(f"{_shown(p)}: is {kind}; give a config.json file")
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise InputError(
+            f"{_shown(p)}: file is {st.st_size:,} bytes, over the {MAX_CONFIG_BYTES:,}-byte "
+            "limit for a config; is this a config.json?"
+        )
+    try:
+        # O_NONBLOCK: should the file be swapped for a FIFO after stat, open does not block.
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise _os_error(p, err) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise InputError(f"{_shown(p)}: over the {MAX_CONFIG_BYTES:,}-byte limit for a config")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(
+            f"{_shown(p)}: not UTF-8 text ({err.reason} at byte {err.start})"
+        ) from None
     if not text.strip():
-        raise InputError(f"{p}: file is empty; expected a JSON object")
+        raise InputError(f"{_shown(p)}: file is empty; expected a JSON object")
+    duplicates: list[str] = []
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        _check_depth(text)
+        data = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            object_pairs_hook=_pairs(duplicates),
+        )
     except json.JSONDecodeError as err:
         raise InputError(
-            f"{p}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}"
+            f"{_shown(p)}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}"
         ) from None
     except ValueError as err:
-        raise InputError(f"{p}: {err}") from None
+        raise InputError(f"{_shown(p)}: {err}") from None
     except RecursionError:
-        raise InputError(f"{p}: JSON nested too deeply") from None
+        raise InputError(f"{_shown(p)}: JSON nested too deeply") from None
     if not isinstance(data, dict):
-        raise InputError(f"{p}: expected a JSON object, got {type(data).__name__}")
+        raise InputError(f"{_shown(p)}: expected a JSON object, got {type(data).__name__}")
+    if duplicates:
+        data[DUPLICATE_KEYS] = tuple(dict.fromkeys(duplicates))
     return data
 
 

@@ -21,9 +21,12 @@ def stdout() -> Console:
 
     # Module paths are long (transformers' names, verbatim): when the output is not a terminal
     # (a pipe, a file, a test), use a width they fit in instead of rich's 80 columns.
-    console = Console(highlight=False)
+    # markup=False: every string printed holds user text (paths, field names, values), and
+    # rich markup in it (``a[/b]c.json``, ``[exp]/config.json``) must print literally, never be
+    # interpreted or raise MarkupError. Styling is done with Text/Table styles, not markup.
+    console = Console(highlight=False, markup=False)
     if not console.is_terminal:
-        console = Console(highlight=False, width=160)
+        console = Console(highlight=False, markup=False, width=160)
     return console
 
 

@@ -401,8 +401,16 @@ def plot_sweep(
     if labels and any(labels):
         fig.legend(handles, labels, loc="outside right center", fontsize=8)
     fig.suptitle(f"{result.sweep.model}: counts against {x}")
-    fig.savefig(out, dpi=120)
+    _save(fig, Path(out))
     plt.close(fig)
+
+
+def _save(fig: Any, out: Path) -> None:
+    """Write the figure whole or not at all (an existing file stays intact on failure)."""
+    from perceiver_calc.output import replace_atomically
+
+    fmt = out.suffix.lstrip(".").lower() or "png"
+    replace_atomically(out, lambda tmp: fig.savefig(tmp, dpi=120, format=fmt))
 
 
 def plot_shares(resolved: ResolvedModel, workload: Workload, out: str | Path) -> None:
@@ -452,5 +460,5 @@ def plot_shares(resolved: ResolvedModel, workload: Workload, out: str | Path) ->
     ax.legend(loc="lower right")
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(f"{resolved.model}: where FLOPs and activation memory go")
-    fig.savefig(out, dpi=120)
+    _save(fig, Path(out))
     plt.close(fig)

@@ -1103,7 +1103,12 @@ _INPUT_KIND: dict[str, Literal["tokens", "embeddings", "image", "flow", "multimo
 
 def model_class_of(config: PerceiverConfig, override: str | None = None) -> ModelClass:
     """The model class: ``override`` (``--model``), else ``architectures[0]``, else MaskedLM."""
-    name = override or (config.architectures[0] if config.architectures else None)
+    # An empty --model is a mistake, not "no override": refused below like any unknown name.
+    name = (
+        override
+        if override is not None
+        else (config.architectures[0] if config.architectures else None)
+    )
     if name is None:
         return "PerceiverForMaskedLM"
     for cls in MODEL_CLASSES:
@@ -1113,7 +1118,7 @@ def model_class_of(config: PerceiverConfig, override: str | None = None) -> Mode
 
     close = difflib.get_close_matches(name, MODEL_CLASSES, n=1)
     hint = f"did you mean {close[0]!r}?" if close else "use one of: " + ", ".join(MODEL_CLASSES)
-    source = "--model" if override else "architectures"
+    source = "--model" if override is not None else "architectures"
     raise InputError(f"{source} names {name!r}, which is not a Perceiver model class; {hint}")
 
 
@@ -1150,8 +1155,10 @@ def _general_findings(ctx: _Ctx) -> None:
             f"model_type ({cfg.model_type!r}) is not 'perceiver'",
             "check that this is a Perceiver config",
         )
-    from perceiver_calc.config import unknown_key_finding
+    from perceiver_calc.config import duplicate_key_finding, unknown_key_finding
 
+    for key in cfg.duplicate_keys:
+        ctx.findings.append(duplicate_key_finding(key, "warning"))
     for key, value in cfg.unknown_keys.items():
         ctx.findings.append(unknown_key_finding(key, value, "warning"))
     if cfg.architectures and len(cfg.architectures) > 1:

@@ -177,6 +177,7 @@ def _build(
     wl_vals = {k: v for k, v in values.items() if k in WORKLOAD_FIELDS}
     data = base.model_dump(by_alias=True, exclude_unset=True, exclude={"base_keys"})
     data.pop("unknown_keys", None)
+    data.pop("duplicate_keys", None)
     data |= dict(base.base_keys) | dict(base.unknown_keys)
     config = load_config(data | cfg_vals) if cfg_vals else base
     if wl_vals:

@@ -35,9 +35,9 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
-from perceiver_calc.errors import Finding
+from perceiver_calc.errors import Finding, InputError
 from perceiver_calc.resolve import ResolvedModel
 
 __all__ = [
@@ -56,7 +56,9 @@ DTYPES: tuple[Dtype, ...] = ("fp32", "bf16", "fp16", "mixed-bf16", "mixed-fp16")
 Mode = Literal["inference", "training"]
 Optimizer = Literal["sgd", "sgd-momentum", "adam", "adamw"]
 
-_Pos = Annotated[int, Field(ge=1, le=2**31 - 1)]
+# Strict like the config (docs/conventions.md, "Strictness"): a bool is not a count and a
+# string is not a number, so True -> 1 and "8" -> 8 are refused rather than guessed.
+_Pos = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
 
 # transformers' multimodal example (PerceiverForMultimodalAutoencoding.forward docstring)
 # decodes a video in 128 chunks, each chunk subsampling 1/128 of the image and audio outputs.
@@ -66,9 +68,24 @@ DEFAULT_IMAGE_SIDE = 224
 
 
 class Workload(BaseModel):
-    """One pass of a model: input sizes, number format, mode, optimizer, checkpointing."""
+    """One pass of a model: input sizes, number format, mode, optimizer, checkpointing.
+
+    ``Workload(...)`` raises :class:`~perceiver_calc.errors.InputError` naming each bad field
+    (``Workload.model_validate`` raises pydantic's ValidationError, as pydantic documents).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __init__(self, **data: object) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'workload'} ({_short_input(e.get('input'))}): "
+                f"{e['msg']}"
+                for e in err.errors(include_url=False)
+            )
+            raise InputError(f"invalid workload: {problems}") from None
 
     batch_size: _Pos = 1
     seq_len: _Pos | None = None
@@ -89,9 +106,14 @@ class Workload(BaseModel):
     dtype: Dtype = "fp32"
     mode: Mode = "inference"
     optimizer: Optimizer = "adamw"
-    checkpointing: bool = False
+    checkpointing: StrictBool = False
     """Activation checkpointing of every PerceiverLayer (transformers' Perceiver has no
     built-in switch; this models wrapping each layer in torch.utils.checkpoint)."""
+
+
+def _short_input(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class InputShape(BaseModel):

@@ -144,7 +144,7 @@ def test_strict_rejects_unknown_keys(tmp_path: Path) -> None:
         ('{"cross_attention_shape_for_attention": "k"}', "must be 'q' or 'kv'"),
         ('{"id2label": {"a": "x"}}', "id2label keys must be whole numbers"),
         ('{"attention_probs_dropout_prob": 1.5}', "attention_probs_dropout_prob (1.5)"),
-        ("[" * 100000 + "]" * 100000, "too deeply"),
+        ("[" * 100000 + "]" * 100000, "nested deeper than 64 levels"),
     ],
 )
 def test_bad_input_exit_2(tmp_path: Path, content: str, message: str) -> None:
