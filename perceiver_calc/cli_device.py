@@ -44,6 +44,7 @@ from perceiver_calc.console import stdout as _stdout
 from perceiver_calc.devices import lookup_peak
 from perceiver_calc.errors import ConfigError, PerceiverCalcError
 from perceiver_calc.flops import count_flops
+from perceiver_calc.hub import locate
 from perceiver_calc.memory import count_memory
 from perceiver_calc.params import count_params
 from perceiver_calc.resolve import ResolvedModel
@@ -85,7 +86,9 @@ class AttentionChoice(StrEnum):
     sdpa = "sdpa"
 
 
-PathArg = Annotated[Path, typer.Argument(help="A config.json, or a folder holding one.")]
+PathArg = Annotated[
+    Path, typer.Argument(help="A config.json, a folder holding one, or a hub id (org/name).")
+]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model class.")]
 FormatOpt = Annotated[OutFormat, typer.Option("--format", "-f", help="Output format.")]
 DeviceOpt = Annotated[DeviceChoice, typer.Option("--device", help="Where to run.")]
@@ -102,14 +105,18 @@ def _measure_module() -> ModuleType:
     except ImportError as err:  # reference_model.MissingTorchError is an ImportError
         if type(err).__name__ == "MissingTorchError":
             _fail(f"error: {err}", 2)
-        _fail(f"error: torch could not be imported ({err}): pip install 'perceiver-calc[torch]'", 2)
+        _fail(
+            f"error: torch could not be imported ({err}): from a clone of perceiver-calc, "
+            "pip install -c constraints.txt -e '.[torch]' (constraints.txt pins the CPU wheel)",
+            2,
+        )
     return measure
 
 
 def _resolve(path: Path, model: str | None, wl: dict[str, Any]) -> tuple[ResolvedModel, Workload]:
     """Config and workload, or exit 2 naming the problem (workload errors included)."""
     try:
-        resolved = validate_config(path, model)
+        resolved = validate_config(locate(path), model)
         workload = make_workload(**wl)
     except ConfigError as err:
         _fail(f"error: {path}: {err}", 2)
