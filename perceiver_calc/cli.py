@@ -40,6 +40,7 @@ from perceiver_calc.cli_plan import register as register_planning_commands
 from perceiver_calc.console import fail as _fail
 from perceiver_calc.console import stdout as _stdout
 from perceiver_calc.errors import ConfigError, InputError, PerceiverCalcError
+from perceiver_calc.hub import locate
 from perceiver_calc.resolve import validate as validate_config
 
 # The report (and through it the FLOP and memory counts) and rich are imported by the commands
@@ -54,8 +55,10 @@ T = TypeVar("T")
 app = typer.Typer(
     name="perceiver-calc",
     help=(
-        "Validate Perceiver configs (Hugging Face transformers) and count their parameters, "
-        "without building the model."
+        "Validate Perceiver configs (Hugging Face transformers: a config.json, a folder or a "
+        "hub id) and count their exact parameters, FLOPs and training/inference memory by "
+        "module, without building the model; sweep and fit configs, plan multi-GPU training "
+        "(DDP, ZeRO, FSDP), and check or benchmark the counts against a real model (torch)."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -72,7 +75,11 @@ class Format(StrEnum):
 PathArg = Annotated[
     Path,
     typer.Argument(
-        help="A config.json, or a folder holding one (as saved by transformers).",
+        help=(
+            "A config.json, a folder holding one (as saved by transformers), a hub cache folder "
+            "(models--org--name), or a Hugging Face model id (org/name: the local cache first, "
+            "then only config.json is downloaded unless HF_HUB_OFFLINE is set)."
+        ),
         show_default=False,
     ),
 ]
@@ -87,6 +94,10 @@ StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Treat keys PerceiverConfig does not know as errors.")
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+RevisionOpt = Annotated[
+    str | None,
+    typer.Option("--revision", help="For a hub id or cache folder: a branch, tag or commit."),
+]
 
 
 def _build(
@@ -95,11 +106,12 @@ def _build(
     strict: bool,
     workload: Workload | None = None,
     workload_explicit: bool = False,
+    revision: str | None = None,
 ) -> Report:
     from perceiver_calc.report import build_report
 
     return build_report(
-        validate_config(path, model, strict=strict),
+        validate_config(locate(path, revision), model, strict=strict),
         source=str(path),
         workload=workload,
         workload_explicit=workload_explicit,
@@ -112,11 +124,14 @@ def _guard(
     strict: bool,
     workload: Callable[[], Workload] | None = None,
     workload_explicit: bool = False,
+    revision: str | None = None,
 ) -> Report:
     """Build the report, turning every expected failure into exit status 2."""
     return _guarded(
         path,
-        lambda: _build(path, model, strict, workload() if workload else None, workload_explicit),
+        lambda: _build(
+            path, model, strict, workload() if workload else None, workload_explicit, revision
+        ),
     )
 
 
@@ -137,6 +152,7 @@ def report(
     path: PathArg,
     model: ModelOpt = None,
     strict: StrictOpt = False,
+    revision: RevisionOpt = None,
     format: FormatOpt = Format.table,
     batch_size: BatchOpt = 1,
     seq_len: SeqLenOpt = None,
@@ -173,7 +189,7 @@ def report(
         or optimizer is not OptimizerChoice.adamw
         or checkpointing
     )
-    rep = _guard(path, model, strict, workload, explicit)
+    rep = _guard(path, model, strict, workload, explicit, revision)
     from perceiver_calc.report import render_json, render_markdown, render_table
 
     if format is Format.json:
@@ -189,12 +205,13 @@ def explain(
     path: PathArg,
     model: ModelOpt = None,
     strict: StrictOpt = False,
+    revision: RevisionOpt = None,
     format: FormatOpt = Format.table,
 ) -> None:
     """Every module's dimensions with where each came from (field, default, hardcoded, rule)."""
     from perceiver_calc.report import render_explain, render_markdown, report_data
 
-    rep = _guard(path, model, strict)
+    rep = _guard(path, model, strict, revision=revision)
     if format is Format.json:
         data = report_data(rep, include=frozenset({"model", "dimensions", "findings"}))
         # ensure_ascii=False: as pydantic's model_dump_json wrote it before.
@@ -210,13 +227,14 @@ def validate(
     path: PathArg,
     model: ModelOpt = None,
     strict: StrictOpt = False,
+    revision: RevisionOpt = None,
 ) -> None:
     """Check a config; print its findings. Exit 0 when valid, 2 when not."""
 
     def check() -> tuple[ResolvedModel, int]:
         from perceiver_calc.params import count_params
 
-        resolved = validate_config(path, model, strict=strict)
+        resolved = validate_config(locate(path, revision), model, strict=strict)
         return resolved, count_params(resolved).total
 
     # No report is built: the findings are the resolved model's (a report without a workload

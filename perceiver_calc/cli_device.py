@@ -41,6 +41,7 @@ from perceiver_calc.cli_options import (
 from perceiver_calc.console import fail as _fail
 from perceiver_calc.console import stdout as _stdout
 from perceiver_calc.errors import ConfigError, PerceiverCalcError
+from perceiver_calc.hub import locate
 from perceiver_calc.resolve import validate as validate_config
 
 # The counting modules, the device table and rich are imported by the commands that use them:
@@ -86,7 +87,9 @@ class AttentionChoice(StrEnum):
     sdpa = "sdpa"
 
 
-PathArg = Annotated[Path, typer.Argument(help="A config.json, or a folder holding one.")]
+PathArg = Annotated[
+    Path, typer.Argument(help="A config.json, a folder holding one, or a hub id (org/name).")
+]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model class.")]
 FormatOpt = Annotated[OutFormat, typer.Option("--format", "-f", help="Output format.")]
 DeviceOpt = Annotated[DeviceChoice, typer.Option("--device", help="Where to run.")]
@@ -103,7 +106,11 @@ def _measure_module() -> ModuleType:
     except ImportError as err:  # reference_model.MissingTorchError is an ImportError
         if type(err).__name__ == "MissingTorchError":
             _fail(f"error: {err}", 2)
-        _fail(f"error: torch could not be imported ({err}): pip install 'perceiver-calc[torch]'", 2)
+        _fail(
+            f"error: torch could not be imported ({err}): from a clone of perceiver-calc, "
+            "pip install -c constraints.txt -e '.[torch]' (constraints.txt pins the CPU wheel)",
+            2,
+        )
     return measure
 
 
@@ -112,7 +119,7 @@ def _resolve(path: Path, model: str | None, wl: dict[str, Any]) -> tuple[Resolve
     from perceiver_calc.workload import check_workload
 
     try:
-        resolved = validate_config(path, model)
+        resolved = validate_config(locate(path), model)
         workload = make_workload(**wl)
     except ConfigError as err:
         _fail(f"error: {path}: {err}", 2)

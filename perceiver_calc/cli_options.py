@@ -118,7 +118,6 @@ def make_workload(
     checkpointing: bool = False,
 ) -> Workload:
     """The options as a Workload; bad values raise :class:`InputError` naming the option."""
-    from pydantic import ValidationError
 
     from perceiver_calc.workload import Workload
 

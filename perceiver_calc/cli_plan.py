@@ -34,6 +34,7 @@ from perceiver_calc.console import fail as _fail
 from perceiver_calc.console import stdout as _stdout
 from perceiver_calc.devices import DEVICES
 from perceiver_calc.errors import ConfigError, PerceiverCalcError
+from perceiver_calc.hub import locate
 from perceiver_calc.resolve import validate as validate_config
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def _sweep(path: Path, vary: list[str], model: str | None, wl: Workload) -> Swee
             if not sep:
                 raise ValueError(f"--vary {spec!r}: expected FIELD=VALUES")
             axes[name.strip()] = parse_values(values)
-        sw: Sweep = grid(load_config(path), axes, model=model, workload=wl)
+        sw: Sweep = grid(load_config(locate(path)), axes, model=model, workload=wl)
     except ConfigError as err:
         _fail(f"error: {path}: {err}", 2)
     except (PerceiverCalcError, ValueError) as err:
@@ -259,7 +260,7 @@ def register(app: typer.Typer) -> None:
         from perceiver_calc.plan import compare as compare_models
 
         try:
-            resolved = [validate_config(p, model) for p in paths]
+            resolved = [validate_config(locate(p), model) for p in paths]
         except ConfigError as err:
             _fail(f"error: {err}", 2)
         except PerceiverCalcError as err:
@@ -315,7 +316,7 @@ def register(app: typer.Typer) -> None:
         from perceiver_calc.plan import training_plan
 
         try:
-            resolved = validate_config(path, model)
+            resolved = validate_config(locate(path), model)
             wl = _workload(
                 batch_size, seq_len, image_size, dtype, ModeChoice.training, optimizer, False
             )

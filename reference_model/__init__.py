@@ -18,7 +18,8 @@ try:
     import torch  # noqa: F401
 except ImportError:  # pragma: no cover - exercised only without torch
     raise MissingTorchError(
-        "reference_model needs torch: pip install 'perceiver-calc[torch]'"
+        "reference_model needs torch: from a clone of perceiver-calc, "
+        "pip install -c constraints.txt -e '.[torch]' (constraints.txt pins the CPU wheel)"
     ) from None
 
 from reference_model.model import (  # noqa: E402 - after the torch check

@@ -139,7 +139,8 @@ def test_missing_torch_is_one_line(command: str) -> None:
     proc = _without_torch(code)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        "error: reference_model needs torch: pip install 'perceiver-calc[torch]'"
+        "error: reference_model needs torch: from a clone of perceiver-calc, "
+        "pip install -c constraints.txt -e '.[torch]' (constraints.txt pins the CPU wheel)"
     ]
 
 

@@ -285,7 +285,8 @@ def test_missing_torch_gives_one_line_message() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == (
-        "MissingTorchError | reference_model needs torch: pip install 'perceiver-calc[torch]'"
+        "MissingTorchError | reference_model needs torch: from a clone of perceiver-calc, "
+        "pip install -c constraints.txt -e '.[torch]' (constraints.txt pins the CPU wheel)"
     )
 
 
