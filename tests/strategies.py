@@ -182,13 +182,14 @@ def _factor_pairs(n: int) -> list[tuple[int, int]]:
 def workload_for(draw: st.DrawFn, model_class: str, config: Config) -> Workload:
     """A workload whose inputs transformers accepts for a *valid* ``config``.
 
-    Batch 1-3; ``training`` any; ``with_labels`` only for :data:`LABEL_CLASSES` (MaskedLM
-    then uses M == max_position_embeddings). Text: 1 <= M <= max_position_embeddings. Learned:
-    H·W == image_size² (any factor pair). Fourier: H, W in 1-6. Conv: H, W in 5-12 (the conv
-    stem needs >= 5). OpticalFlow: any factor pair of prod(train_size). Multimodal: 2-3 frames
-    of (4a x 4b) pixels, audio a multiple of samples_per_patch, 1-8 image and 1-4 audio output
-    points within the decoder's query grids (one input frame crashes in transformers). Tolerates
-    broken configs (falls back to small defaults) so it can also serve :func:`any_config`.
+    Batch 1-3; ``training`` any; ``with_labels`` only for :data:`LABEL_CLASSES` (MaskedLM labels
+    are padded to max_position_embeddings with -100). Text: 1 <= M <= max_position_embeddings.
+    Learned: H·W == image_size² (any factor pair). Fourier: H, W in 1-6. Conv: H, W in 5-12 (the
+    conv stem needs >= 5). OpticalFlow: any factor pair of prod(train_size). Multimodal: 2-3
+    frames of (4a x 4b) pixels, audio a multiple of samples_per_patch, 1-8 image and 1-4 audio
+    output points within the decoder's query grids (one input frame crashes in transformers).
+    Tolerates broken configs (falls back to small defaults) so it can also serve
+    :func:`any_config`.
     """
     batch = draw(st.integers(1, 3))
     training = draw(st.booleans())
@@ -200,8 +201,6 @@ def workload_for(draw: st.DrawFn, model_class: str, config: Config) -> Workload:
         "PerceiverForSequenceClassification",
     ):
         p = int(config.get("max_position_embeddings", 16))
-        if model_class == "PerceiverForMaskedLM" and labels:
-            return _with(w, seq_len=p)
         return _with(w, seq_len=draw(st.integers(1, max(1, p))))
     if model_class == "PerceiverForImageClassificationLearned":
         s = config.get("image_size", 2)
