@@ -365,7 +365,8 @@ def make_inputs(
     w = resolve_workload(model_class, config, workload)
     gen = None if torch.device(device).type == "meta" else torch.Generator().manual_seed(seed)
     b = w.batch_size
-    num_labels = int(config.get("num_labels", 2))
+    # As transformers counts it: num_labels if given, else len(id2label) after int(), else 2.
+    num_labels = int(hf_config(config).num_labels)
     kwargs: dict[str, Any] = {"attention_mask": None}
     if model_class == "PerceiverModel":
         if w.with_labels:
