@@ -23,7 +23,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
 
 from perceiver_calc.errors import ConfigError, Finding, InputError
 
@@ -62,6 +72,23 @@ MAX_DIM = 2**31 - 1
 
 PositiveInt = Annotated[StrictInt, Field(ge=1, le=MAX_DIM)]
 NonNegativeInt = Annotated[StrictInt, Field(ge=0, le=MAX_DIM)]
+
+
+def _exact_float(value: Any) -> Any:
+    """transformers' @strict check for a ``float`` field is ``isinstance(value, float)``
+    (huggingface_hub.dataclasses): an int (JSON ``1``) is refused too, unlike pydantic's strict
+    float."""
+    if not isinstance(value, float):
+        raise PydanticCustomError(
+            "float_type",
+            "input should be a JSON float such as 1.0, not {kind} (transformers' strict config "
+            "refuses it)",
+            {"kind": type(value).__name__},
+        )
+    return value
+
+
+ExactFloat = Annotated[float, BeforeValidator(_exact_float)]
 
 # transformers.activations.ACT2FN keys (5.24); a test checks this list against transformers.
 HIDDEN_ACTS: tuple[str, ...] = (
@@ -184,9 +211,14 @@ class PerceiverConfig(BaseModel):
     self_attention_widening_factor: PositiveInt = 1
     cross_attention_widening_factor: PositiveInt = 1
     hidden_act: str = "gelu"
-    attention_probs_dropout_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
+    # transformers' @strict dataclass (configuration_perceiver.py L98-100) types these as
+    # ``float | int``, ``float`` and ``float``: a string or a bool is refused, and an int only
+    # for the dropout probability (huggingface_hub.dataclasses checks isinstance(v, float)).
+    attention_probs_dropout_prob: (
+        Annotated[StrictFloat, Field(ge=0.0, le=1.0)] | Annotated[StrictInt, Field(ge=0, le=1)]
+    ) = 0.1
+    initializer_range: ExactFloat = 0.02
+    layer_norm_eps: ExactFloat = 1e-12
     use_query_residual: StrictBool = True
     vocab_size: PositiveInt = 262
     max_position_embeddings: PositiveInt = 2048
@@ -206,7 +238,8 @@ class PerceiverConfig(BaseModel):
     architectures: tuple[str, ...] | None = None
     id2label: dict[int, str] | None = None
     num_labels: PositiveInt = 2
-    """``len(id2label)`` when id2label is given (as transformers computes it), else 2."""
+    """As given; else ``len(id2label)`` (keys counted after int conversion), else 2 (as
+    transformers 5.24's PreTrainedConfig computes it)."""
     problem_type: (
         Literal["regression", "single_label_classification", "multi_label_classification"] | None
     ) = None
@@ -442,12 +475,16 @@ def _from_dict(data: Mapping[str, Any], *, strict: bool) -> PerceiverConfig:
     if strict:
         findings += [unknown_key_finding(k, v, "error") for k, v in unknown.items()]
 
-    # num_labels: transformers computes it as len(id2label) when id2label is given (JSON keys
-    # are strings: "0": "LABEL_0"), else takes num_labels, else 2 (configuration_utils.py).
+    # num_labels (transformers 5.24 configuration_utils.py, PreTrainedConfig.__post_init__ and
+    # the num_labels setter): id2label's keys are converted to int first (so "0" and "00" are one
+    # label); a num_labels given wins and the map is rebuilt as LABEL_0..; without it,
+    # num_labels is len(id2label); with neither, 2.
     id2label = fields.get("id2label")
+    num_labels_given = fields.get("num_labels") is not None
     if isinstance(id2label, Mapping):
         try:
-            fields["id2label"] = {int(k): v for k, v in id2label.items()}
+            id2label = {int(k): v for k, v in id2label.items()}
+            fields["id2label"] = id2label
         except (TypeError, ValueError, OverflowError):
             findings.append(
                 Finding(
@@ -462,7 +499,9 @@ def _from_dict(data: Mapping[str, Any], *, strict: bool) -> PerceiverConfig:
             )
             fields.pop("id2label")
         else:
-            if len(id2label) == 0:
+            if num_labels_given:
+                pass  # transformers' num_labels setter rebuilds the map from num_labels
+            elif len(id2label) == 0:
                 findings.append(
                     Finding(
                         severity="error",
@@ -536,7 +575,29 @@ def _from_dict(data: Mapping[str, Any], *, strict: bool) -> PerceiverConfig:
                     )
                 ]
             )
+    _check_initializer_range(config)
     return config
+
+
+def _check_initializer_range(config: PerceiverConfig) -> None:
+    """transformers' _init_weights draws every Linear/Embedding/latent weight with
+    ``normal_(mean=0.0, std=initializer_range)`` (modeling_perceiver.py, PerceiverPreTrainedModel),
+    and torch refuses a negative std ("normal expects std >= 0.0"). 0 is legal (all zeros)."""
+    if config.initializer_range < 0:
+        raise ConfigError(
+            [
+                Finding(
+                    severity="error",
+                    code="initializer_range_negative",
+                    fields=("initializer_range",),
+                    values={"initializer_range": config.initializer_range},
+                    module=None,
+                    rule=f"initializer_range ({config.initializer_range}) must be >= 0: it is the "
+                    "std of transformers' normal_ weight init, which raises for a negative std",
+                    fix="use a small positive value such as 0.02 (the default)",
+                )
+            ]
+        )
 
 
 def _from_hf_object(obj: Any) -> dict[str, Any]:

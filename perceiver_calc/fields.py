@@ -58,12 +58,15 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "hidden_act": ("MLP activation.", "a key of transformers' ACT2FN"),
     "attention_probs_dropout_prob": (
         "Dropout on attention probabilities; the only dropout in the model.",
-        "0 <= p <= 1",
+        "a number (float, or the int 0 or 1; no string or bool), 0 <= p <= 1",
     ),
-    "initializer_range": ("Std of weight initialisation.", "finite number"),
+    "initializer_range": (
+        "Std of weight initialisation.",
+        "finite float >= 0 (an int, string or bool is refused, as transformers' strict config)",
+    ),
     "layer_norm_eps": (
         "Not used by transformers' Perceiver: every LayerNorm uses torch's 1e-5.",
-        "finite number",
+        "finite float (an int, string or bool is refused, as transformers' strict config)",
     ),
     "use_query_residual": ("Query residual of the encoder cross-attention only.", "bool"),
     "vocab_size": ("Token vocabulary (text classes) and masked-LM output width.", "int >= 1"),
@@ -88,10 +91,14 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
         "int >= 1",
     ),
     "num_labels": (
-        "Classes of classification heads; len(id2label) when id2label is given.",
+        "Classes of classification heads; as given (id2label is then rebuilt), else "
+        "len(id2label) with keys counted after int conversion, else 2 (as transformers).",
         "int >= 1",
     ),
-    "chunk_size_feed_forward": ("MLP chunking along the sequence (memory only).", "int >= 0"),
+    "chunk_size_feed_forward": (
+        "MLP chunking along the sequence (memory only).",
+        "int >= 0; 0 or a divisor of num_latents and of every decoder's query count",
+    ),
     "decoder_num_heads": (
         "Heads of the decoder cross-attention. transformers hardcodes 8 (MaskedLM) or 1.",
         "int >= 1 or null; divides the decoder's qk/v channels",

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from perceiver_calc import parity
 from perceiver_calc.config import (
     HIDDEN_ACTS,
     MODEL_CLASSES,
@@ -1291,8 +1292,10 @@ def resolve_unchecked(config: PerceiverConfig, model: str | None = None) -> Reso
     _general_findings(ctx)
     _unused_hardcoded_fields(ctx)
     modules = _BUILDERS[cls](ctx)
+    ctx.findings[:] = parity.relax_unexecuted_self_attention(config, ctx.findings)
     if not any(f.severity == "error" for f in ctx.findings):
         _param_numel_findings(ctx, modules)
+        ctx.findings += parity.tensor_bytes_findings(modules)
     fixed = {"latents": config.num_latents, "one": 1}
     if cls == "PerceiverForMaskedLM":
         fixed["outputs"] = config.max_position_embeddings
@@ -1303,6 +1306,7 @@ def resolve_unchecked(config: PerceiverConfig, model: str | None = None) -> Reso
         "PerceiverForImageClassificationConvProcessing",
     ):
         fixed["outputs"] = 1
+    ctx.findings += parity.chunk_findings(config, fixed)
     return ResolvedModel(
         model=cls,
         config=config,

@@ -268,6 +268,7 @@ def check_workload(resolved: ResolvedModel, workload: Workload) -> list[Finding]
     kind = resolved.input_kind
     found: list[Finding] = []
     training = workload.mode == "training"
+    found += _chunk_workload_findings(resolved, workload)
     if kind in ("tokens", "embeddings"):
         assert inp.seq_len is not None
         m, p = inp.seq_len, cfg.max_position_embeddings
@@ -283,19 +284,9 @@ def check_workload(resolved: ResolvedModel, workload: Workload) -> list[Finding]
                     f"use seq_len <= {p}, or raise max_position_embeddings",
                 )
             )
-        if model == "PerceiverForMaskedLM" and training and m != p:
-            found.append(
-                _error(
-                    "mlm_labels_length",
-                    ("seq_len", "max_position_embeddings"),
-                    {"seq_len": m, "max_position_embeddings": p},
-                    "perceiver.decoder",
-                    f"training PerceiverForMaskedLM with labels needs seq_len ({m}) == "
-                    f"max_position_embeddings ({p}): the logits always have {p} positions and the "
-                    "cross-entropy needs one label per logit row (ValueError)",
-                    f"pad the inputs to {p} tokens (padding='max_length')",
-                )
-            )
+        # MaskedLM training with seq_len < max_position_embeddings is legal: the logits always
+        # have max_position_embeddings rows and the labels one entry per row, those past the
+        # inputs -100 (ignored by CrossEntropyLoss), as a tokenizer padding to max_length gives.
         return found
     assert inp.image_size is not None
     h, w = inp.image_size
@@ -445,3 +436,15 @@ def check_workload(resolved: ResolvedModel, workload: Workload) -> list[Finding]
                 )
             )
     return found
+
+
+def _chunk_workload_findings(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
+    """chunk_size_feed_forward against the decoder query lengths only the workload fixes
+    (optical flow: H·W; multimodal: the subsampled points plus the label); the config-fixed
+    lengths are checked by resolve (perceiver_calc.parity.chunk_findings)."""
+    from perceiver_calc.parity import chunk_findings
+
+    if resolved.config.chunk_size_feed_forward == 0 or "outputs" in resolved.fixed_lengths:
+        return []
+    n = lengths(resolved, workload).get("outputs", 0)
+    return chunk_findings(resolved.config, {"outputs": n})

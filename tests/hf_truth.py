@@ -154,8 +154,8 @@ class Workload:
 
     * ``seq_len`` (M): text classes and bare ``PerceiverModel`` (inputs of width ``d_model``):
       ``max_position_embeddings``. The masked-LM decoder always emits
-      ``max_position_embeddings`` positions, so MaskedLM *training with labels* needs
-      M == max_position_embeddings; M > max_position_embeddings fails for text classes.
+      ``max_position_embeddings`` positions, so MaskedLM labels have that many entries (-100
+      past the M inputs); M > max_position_embeddings fails for text classes.
     * ``image_size`` (H, W): Learned: ``(image_size, image_size)`` (H·W must equal
       ``image_size**2``); Fourier and Conv: (224, 224) (Conv needs H, W >= 5: conv 7x7/2 then
       maxpool 3/2, 224 -> 112 -> 55); OpticalFlow: ``train_size`` (H·W must equal its product);
@@ -347,8 +347,8 @@ def make_inputs(
 
     * PerceiverModel: ``inputs`` (B, M, d_model) float32.
     * MaskedLM / SequenceClassification: ``inputs`` (B, M) int64 token ids < vocab_size.
-      Labels: MaskedLM (B, M) int64 (as a tokenizer makes them; the loss needs
-      B·max_position_embeddings targets, so M != max_position_embeddings fails in forward);
+      Labels: MaskedLM (B, max_position_embeddings) int64: the M tokens' labels, then -100
+      (the loss needs one target per decoder position; a tokenizer pads them so);
       SequenceClassification (B,) int64, or (B,) float32 when num_labels == 1 (regression).
     * Image classifiers: ``inputs`` (B, 3, H, W); labels as SequenceClassification.
     * OpticalFlow: ``inputs`` (B, 2, 27, H, W). Labels (B, H, W, 2) float32 if asked for
@@ -365,7 +365,8 @@ def make_inputs(
     w = resolve_workload(model_class, config, workload)
     gen = None if torch.device(device).type == "meta" else torch.Generator().manual_seed(seed)
     b = w.batch_size
-    num_labels = int(config.get("num_labels", 2))
+    # As transformers counts it: num_labels if given, else len(id2label) after int(), else 2.
+    num_labels = int(hf_config(config).num_labels)
     kwargs: dict[str, Any] = {"attention_mask": None}
     if model_class == "PerceiverModel":
         if w.with_labels:
@@ -379,7 +380,14 @@ def make_inputs(
         kwargs["inputs"] = _randint(vocab, (b, w.seq_len), device, gen)
         if w.with_labels:
             if model_class == "PerceiverForMaskedLM":
-                kwargs["labels"] = _randint(vocab, (b, w.seq_len), device, gen)
+                # One label per decoder position (the logits always have
+                # max_position_embeddings rows): the M tokens' labels, then -100 (ignored by
+                # the loss), as a tokenizer padding to max_length gives them.
+                p = int(_cfg(config, "max_position_embeddings"))
+                labels = torch.full((b, p), -100, dtype=torch.int64, device=device)
+                m = min(w.seq_len, p)
+                labels[:, :m] = _randint(vocab, (b, m), device, gen)
+                kwargs["labels"] = labels
             else:
                 kwargs["labels"] = _classification_labels(num_labels, b, device, gen)
         return kwargs

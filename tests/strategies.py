@@ -182,13 +182,14 @@ def _factor_pairs(n: int) -> list[tuple[int, int]]:
 def workload_for(draw: st.DrawFn, model_class: str, config: Config) -> Workload:
     """A workload whose inputs transformers accepts for a *valid* ``config``.
 
-    Batch 1-3; ``training`` any; ``with_labels`` only for :data:`LABEL_CLASSES` (MaskedLM
-    then uses M == max_position_embeddings). Text: 1 <= M <= max_position_embeddings. Learned:
-    H·W == image_size² (any factor pair). Fourier: H, W in 1-6. Conv: H, W in 5-12 (the conv
-    stem needs >= 5). OpticalFlow: any factor pair of prod(train_size). Multimodal: 2-3 frames
-    of (4a x 4b) pixels, audio a multiple of samples_per_patch, 1-8 image and 1-4 audio output
-    points within the decoder's query grids (one input frame crashes in transformers). Tolerates
-    broken configs (falls back to small defaults) so it can also serve :func:`any_config`.
+    Batch 1-3; ``training`` any; ``with_labels`` only for :data:`LABEL_CLASSES` (MaskedLM labels
+    are padded to max_position_embeddings with -100). Text: 1 <= M <= max_position_embeddings.
+    Learned: H·W == image_size² (any factor pair). Fourier: H, W in 1-6. Conv: H, W in 5-12 (the
+    conv stem needs >= 5). OpticalFlow: any factor pair of prod(train_size). Multimodal: 2-3
+    frames of (4a x 4b) pixels, audio a multiple of samples_per_patch, 1-8 image and 1-4 audio
+    output points within the decoder's query grids (one input frame crashes in transformers).
+    Tolerates broken configs (falls back to small defaults) so it can also serve
+    :func:`any_config`.
     """
     batch = draw(st.integers(1, 3))
     training = draw(st.booleans())
@@ -200,8 +201,6 @@ def workload_for(draw: st.DrawFn, model_class: str, config: Config) -> Workload:
         "PerceiverForSequenceClassification",
     ):
         p = int(config.get("max_position_embeddings", 16))
-        if model_class == "PerceiverForMaskedLM" and labels:
-            return _with(w, seq_len=p)
         return _with(w, seq_len=draw(st.integers(1, max(1, p))))
     if model_class == "PerceiverForImageClassificationLearned":
         s = config.get("image_size", 2)
@@ -330,7 +329,53 @@ def _edge_zero_layers(draw: st.DrawFn, mc: str, cfg: Config) -> Config | None:
     return {**cfg, key: 0}
 
 
+def _break_chunk_size(draw: st.DrawFn, mc: str, cfg: Config) -> Config | None:
+    """A chunk size that does not divide num_latents (every class's encoder is chunked)."""
+    c = _non_divisor(draw, cfg["num_latents"])
+    return None if c is None else {**cfg, "chunk_size_feed_forward": c}
+
+
+def _break_initializer_range(draw: st.DrawFn, mc: str, cfg: Config) -> Config | None:
+    return {**cfg, "initializer_range": -draw(st.sampled_from([1e-3, 0.02, 1.0]))}
+
+
+def _break_float_type(draw: st.DrawFn, mc: str, cfg: Config) -> Config | None:
+    """A string, a bool, or (for the float-only fields) an int where transformers' strict
+    config wants a float."""
+    key = draw(
+        st.sampled_from(["layer_norm_eps", "initializer_range", "attention_probs_dropout_prob"])
+    )
+    bad: list[Any] = ["1e-12", True, False, None]
+    if key != "attention_probs_dropout_prob":
+        bad.append(1)
+    return {**cfg, key: draw(st.sampled_from(bad))}
+
+
+def _edge_labels(draw: st.DrawFn, mc: str, cfg: Config) -> Config | None:
+    """Not a rule: num_labels and id2label that disagree, keys colliding after int(): "0",
+    "00". transformers accepts these (num_labels wins, else the int keys are counted)."""
+    n = draw(st.integers(1, 3))
+    keys = draw(st.lists(st.sampled_from(["0", "00", "1", "01", "2"]), min_size=1, max_size=4))
+    out = {**cfg, "id2label": {k: f"L{k}" for k in keys}}
+    if draw(st.booleans()):
+        out["num_labels"] = n
+    else:
+        out.pop("num_labels", None)
+    return out
+
+
+def _edge_unexecuted_self_v(draw: st.DrawFn, mc: str, cfg: Config) -> Config | None:
+    """Not a rule: num_blocks 0 with a self-attention v width != d_latents (never run)."""
+    broken = _break_self_v_channels(draw, mc, cfg)
+    return None if broken is None else {**broken, "num_blocks": 0}
+
+
 BREAKABLE_RULES: dict[str, _Breaker] = {
+    "chunk_size_feed_forward divides num_latents": _break_chunk_size,
+    "initializer_range >= 0": _break_initializer_range,
+    "float fields are JSON floats": _break_float_type,
+    "edge: num_labels vs id2label": _edge_labels,
+    "edge: num_blocks 0 with self-attention v width != d_latents": _edge_unexecuted_self_v,
     "num_self_attention_heads divides d_latents": _break_self_heads,
     "num_cross_attention_heads divides d_latents": _break_cross_heads,
     "num_cross_attention_heads divides the kv width": _break_kv_width_heads,
