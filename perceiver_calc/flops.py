@@ -28,7 +28,8 @@ Conventions (docs/conventions.md explains each one):
    tokens/pixels/patches the model reads), shown with its ratio to the exact training step.
 
 Shared self-attention layers (``encoder.self_attends``) run ``num_blocks`` times: their FLOPs
-count ``applications`` times, their parameters once.
+count ``applications`` times, their parameters once. The block is one resolved layer standing
+for ``copies`` (num_self_attends_per_block) layers: its counts multiply, never loop.
 """
 
 from __future__ import annotations
@@ -250,7 +251,7 @@ def _elementwise(
             if m.use_query_residual:
                 total += b * q_len * out
             total += act * b * q_len * hidden + b * q_len * q  # activation, MLP residual
-            return total * m.applications
+            return total * m.runs  # copies x applications, closed form
         case Linear():
             rows, _ = tokens_of(m, lens)
             return b * rows * m.out_features.value if m.bias else 0
@@ -297,7 +298,7 @@ def count_flops(resolved: ResolvedModel, workload: Workload) -> FlopCounts:
     fwd_macs = bwd_macs = recompute_macs = elementwise = 0
     for m in resolved.modules:
         mod_ops = module_ops(m, lens, b, image)
-        apps = m.applications if isinstance(m, PerceiverLayer) else 1
+        apps = m.runs if isinstance(m, PerceiverLayer) else 1  # a shared block: copies x num_blocks
         f = sum(o.macs for o in mod_ops) * apps
         bw = sum(o.macs * o.grad_operands for o in mod_ops) * apps
         ew = _elementwise(m, lens, b, resolved, training, image)

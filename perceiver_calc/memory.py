@@ -102,6 +102,9 @@ class SavedTensor(BaseModel):
     """An input of a PerceiverLayer: kept under activation checkpointing."""
     in_layer: str | None = None
     """The PerceiverLayer application whose internals it is (dropped under checkpointing)."""
+    count: int = 1
+    """Storages of one shape folded into this entry, one per application of a shared block
+    (copies x num_blocks); ``elements`` is their total. Closed form: no loop over layers."""
 
 
 class MemoryCounts(BaseModel):
@@ -154,8 +157,9 @@ class _Graph:
         *,
         layer_input: bool = False,
         in_layer: str | None = None,
+        count: int = 1,
     ) -> None:
-        if sid is None or elements <= 0:
+        if sid is None or elements <= 0 or count <= 0:
             return  # a parameter's storage (latents, trainable queries), or an empty tensor
         prev = self.saved.get(sid)
         if prev is not None:
@@ -165,10 +169,11 @@ class _Graph:
         self.saved[sid] = SavedTensor(
             id=sid,
             module=module,
-            elements=elements,
+            elements=elements * count,
             kind=kind,
             layer_input=layer_input,
             in_layer=in_layer,
+            count=count,
         )
 
 
@@ -219,11 +224,14 @@ def _layer(
     b: int,
     dropout: float,
     act_saves: int,
+    count: int = 1,
 ) -> str:
-    """Saved tensors of one PerceiverLayer application (modeling_perceiver.py L136-415).
+    """Saved tensors of one PerceiverLayer application (modeling_perceiver.py L136-415), or
+    of ``count`` applications of same-shape layers chained one into the next (the shared
+    block: each saves its own input, the previous one's output, and its own internals).
 
     ``x``: storage of the queries' input (None for a batch-expanded parameter), ``y``: of the
-    keys/values' input (cross-attention). Returns the layer output's storage."""
+    keys/values' input (cross-attention). Returns the (last) layer output's storage."""
     p = m.path
     tag = f"{p}@{app}"
     q_len, kv_len = lens[m.q_len], lens[m.kv_len]
@@ -233,11 +241,11 @@ def _layer(
     scores = b * m.num_heads.value * q_len * kv_len
 
     def save(name: str, n: int, kind: Kind = "float") -> None:
-        g.save(g.new(f"{tag}:{name}"), p, n, kind, in_layer=tag)
+        g.save(g.new(f"{tag}:{name}"), p, n, kind, in_layer=tag, count=count)
 
     # layernorm1 saves its input, mean and rstd (B, Q, 1) each; its output feeds query (and
     # key/value in self-attention) and is saved by those Linears.
-    g.save(x, p, b * q_len * q, layer_input=True)
+    g.save(x, p, b * q_len * q, layer_input=True, count=count)
     save("layernorm1.mean", b * q_len, "stat")
     save("layernorm1.rstd", b * q_len, "stat")
     save("layernorm1.out", b * q_len * q)
@@ -358,9 +366,9 @@ def saved_tensors(
     cross = next(m for m in layers if m.role == "encoder_cross")
     selfs = [m for m in layers if m.role == "encoder_self"]
     z = _layer(g, cross, 0, None, prep, lens, b, dropout, act)
-    for block in range(cfg.num_blocks):
-        for m in selfs:
-            z = _layer(g, m, block, z, None, lens, b, dropout, act)
+    for m in selfs:  # the shared block: num_blocks x L same-shape applications, folded
+        if m.runs > 0:
+            z = _layer(g, m, 0, z, None, lens, b, dropout, act, count=m.runs)
 
     # --- decoder and head ------------------------------------------------------------------
     dec = next((m for m in layers if m.role == "decoder_cross"), None)
@@ -529,7 +537,8 @@ def count_memory(
     per_layer: dict[str, int] = {}
     for t in tensors:
         if t.in_layer is not None and not t.layer_input:
-            per_layer[t.in_layer] = per_layer.get(t.in_layer, 0) + nbytes(t)
+            # one application's internals (a folded entry holds t.count equal ones)
+            per_layer[t.in_layer] = per_layer.get(t.in_layer, 0) + nbytes(t) // t.count
     recompute_peak = max(per_layer.values(), default=0) if workload.checkpointing else 0
     chosen = kept if workload.checkpointing else tensors
     by_module: dict[str, int] = {}

@@ -8,6 +8,7 @@ transformers itself.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -84,13 +85,12 @@ def relax_unexecuted_self_attention(
     out: list[Finding] = []
     for f in findings:
         if f.code == "self_attention_width" and f.severity == "error":
-            f = f.model_copy(
-                update={
-                    "severity": "warning",
-                    "code": "self_attention_width_unused",
-                    "rule": f.rule.replace("(forward pass fails)", "")
-                    + "; with num_blocks 0 these layers never run, so transformers accepts it",
-                }
+            f = dataclasses.replace(
+                f,
+                severity="warning",
+                code="self_attention_width_unused",
+                rule=f.rule.replace("(forward pass fails)", "")
+                + "; with num_blocks 0 these layers never run, so transformers accepts it",
             )
         out.append(f)
     return out

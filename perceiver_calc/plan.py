@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict
 from perceiver_calc.devices import DEVICES, GpuSpec
 from perceiver_calc.flops import count_flops
 from perceiver_calc.memory import Device, count_memory
-from perceiver_calc.params import count_params
+from perceiver_calc.params import copies_of, count_params, one_copy_shapes
 from perceiver_calc.resolve import Dim, Parameter, PerceiverLayer, ResolvedModel
 from perceiver_calc.sweep import SweepResult
 from perceiver_calc.workload import Workload
@@ -144,10 +144,8 @@ class Comparison(BaseModel):
 def _dims(resolved: ResolvedModel) -> dict[str, int]:
     out: dict[str, int] = {}
     for m in resolved.modules:
-        if isinstance(m, PerceiverLayer) and ".self_attends." in m.path:
-            if not m.path.endswith(".0"):
-                continue  # identical layers: show the first as self_attends.*
-            path = m.path.rsplit(".", 1)[0] + ".*"
+        if isinstance(m, PerceiverLayer) and m.role == "encoder_self":
+            path = m.path + ".*"  # the shared block: one resolved layer for all its copies
         else:
             path = m.path
         if isinstance(m, Parameter):
@@ -162,7 +160,9 @@ def _dims(resolved: ResolvedModel) -> dict[str, int]:
             elif name == "applications":
                 out[f"{path}:{name}"] = int(value)
     out["encoder.self_attends:count"] = sum(
-        1 for m in resolved.modules if isinstance(m, PerceiverLayer) and m.role == "encoder_self"
+        m.copies
+        for m in resolved.modules
+        if isinstance(m, PerceiverLayer) and m.role == "encoder_self"
     )
     return out
 
@@ -277,9 +277,13 @@ def training_plan(
             )
     wl = workload.model_copy(update={"mode": "training"})
     params = count_params(resolved)
-    shard = sharded_elements(params.tensors, gpus)
+    # closed form over a shared block's copies (identical shapes): no per-copy tensor list
+    shard = sum(sharded_elements(one_copy_shapes(m), gpus) * copies_of(m) for m in resolved.modules)
     plans: list[StrategyMemory] = []
-    largest_module = max(params.by_module.values(), default=0)
+    # one layer of a shared block is a module (its by_module entry counts all copies)
+    largest_module = max(
+        (n // params.copies.get(k, 1) for k, n in params.by_module.items() if n), default=0
+    )
     flops_by_ckpt: dict[bool, int] = {}
     for ckpt in (False, True):
         w_ck = wl.model_copy(update={"checkpointing": ckpt})
@@ -429,7 +433,7 @@ def plot_shares(resolved: ResolvedModel, workload: Workload, out: str | Path) ->
         # the self_attends layers are identical: one bar for all of them
         out: dict[str, int] = {}
         for k, v in d.items():
-            key = re.sub(r"self_attends\.\d+", "self_attends.*", k).removeprefix("perceiver.")
+            key = re.sub(r"self_attends(\.\d+)?$", "self_attends.*", k).removeprefix("perceiver.")
             out[key] = out.get(key, 0) + v
         return out
 

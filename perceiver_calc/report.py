@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,10 @@ class ParamsSection:
     by_module: dict[str, int]
     tensors: dict[str, tuple[int, ...]]
     buffers: dict[str, tuple[int, ...]]
+    copies: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Shared block path (by_module key) -> its identical layers (num_self_attends_per_block)."""
+    tensors_note: str | None = None
+    """Why some tensors are not listed (a shared block of very many copies)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,6 +113,8 @@ def module_dims(m: Module) -> ModuleDims:
                 ),
             }
             notes = [f"queries: {m.q_len}, keys/values: {m.kv_len}"]
+            if m.copies > 1:
+                notes.append(f"num_self_attends_per_block = {m.copies} layers of these dims")
             if m.applications > 1:
                 notes.append(f"applied num_blocks = {m.applications} times (weights shared)")
             return ModuleDims(path=m.path, kind=m.role, dims=dims, notes=tuple(notes))
@@ -208,6 +215,8 @@ def build_report(
             by_module=p.by_module,
             tensors=p.tensors,
             buffers=p.buffers,
+            copies=p.copies,
+            tensors_note=p.tensors_note,
         ),
         dimensions=tuple(module_dims(m) for m in resolved.modules),
         findings=tuple(findings),
@@ -262,13 +271,20 @@ def render_json(report: Report, *, include_tensors: bool = False) -> str:
 _SELF = re.compile(r"^(?P<prefix>.*encoder\.self_attends)\.(?P<i>\d+)$")
 
 
-def grouped_params(by_module: dict[str, int]) -> list[tuple[str, int, str]]:
-    """(label, params, note) rows, the identical self_attends layers folded into one row."""
+def grouped_params(
+    by_module: Mapping[str, int], copies: Mapping[str, int] | None = None
+) -> list[tuple[str, int, str]]:
+    """(label, count, note) rows, the identical self_attends layers in one row: a shared block
+    (a ``copies`` key: L layers, counted as one module) or per-layer ``self_attends.i`` keys."""
+    copies = copies or {}
     rows: list[tuple[str, int, str]] = []
     group: dict[str, list[int]] = {}
     for path, n in by_module.items():
         m = _SELF.match(path)
-        if m:
+        if path in copies:
+            c = copies[path]
+            rows.append((f"{path}.0-{c - 1}", n, f"{c} layers x {n // c:,}" if c else ""))
+        elif m:
             key = m["prefix"]
             if key not in group:
                 group[key] = []
@@ -367,10 +383,11 @@ def _memory_rows(report: Report) -> list[tuple[str, str, str]]:
 def _grouped_flops(report: Report) -> list[tuple[str, int, int]]:
     f = report.flops
     assert f is not None
-    fwd = grouped_params({k: v.forward for k, v in f.by_module.items()})
+    copies = report.params.copies
+    fwd = grouped_params({k: v.forward for k, v in f.by_module.items()}, copies)
     bwd = dict(
         (label, n)
-        for label, n, _ in grouped_params({k: v.backward for k, v in f.by_module.items()})
+        for label, n, _ in grouped_params({k: v.backward for k, v in f.by_module.items()}, copies)
     )
     return [(label, n, bwd.get(label, 0)) for label, n, _ in fwd if n or bwd.get(label)]
 
@@ -418,7 +435,7 @@ def _params_table(report: Report) -> Table:
     t.add_column("params", justify="right")
     t.add_column("share", justify="right")
     t.add_column("note")
-    for label, n, note in grouped_params(report.params.by_module):
+    for label, n, note in grouped_params(report.params.by_module, report.params.copies):
         t.add_row(label, f"{n:,}", f"{100 * n / total:.1f}%" if total else "-", note)
     t.add_row(
         "total", f"{total:,}", "100.0%", f"trainable {report.params.trainable:,}", style="bold"
@@ -464,7 +481,7 @@ def _layers_table(report: Report) -> Table:
             if seen_self:
                 continue
             seen_self = True
-            label = re.sub(r"\.0$", ".*", md.path)
+            label = re.sub(r"self_attends$", "self_attends.*", md.path)
         d = md.dims
         t.add_row(
             label,
@@ -535,7 +552,7 @@ def render_explain(report: Report, console: Console) -> None:
             if seen_self:
                 continue
             seen_self = True
-        path = re.sub(r"self_attends\.0$", "self_attends.*", md.path)
+        path = re.sub(r"self_attends$", "self_attends.*", md.path)
         t = Table(title=f"{path}  [{md.kind}]", box=box.SIMPLE_HEAD, title_justify="left")
         t.add_column("dimension")
         t.add_column("value", justify="right")
@@ -578,7 +595,7 @@ def render_markdown(report: Report) -> str:
                 continue
             seen_self = True
         d = md.dims
-        path = re.sub(r"self_attends\.0$", "self_attends.*", md.path)
+        path = re.sub(r"self_attends$", "self_attends.*", md.path)
         vals = " | ".join(
             str(d[k].value)
             for k in (
@@ -594,7 +611,7 @@ def render_markdown(report: Report) -> str:
         res = "yes" if d["use_query_residual"].value else "no"
         out.append(f"| `{path}` | {vals} | {res} |")
     out += ["", "## Parameters by module", "", "| module | params | note |", "|---|---:|---|"]
-    for label, n, note in grouped_params(report.params.by_module):
+    for label, n, note in grouped_params(report.params.by_module, report.params.copies):
         out.append(f"| `{label}` | {n:,} | {note} |")
     out.append(f"| **total** | **{report.params.total:,}** | |")
     if report.flops is not None:

@@ -113,9 +113,19 @@ class PerceiverLayer(_Module):
     q_len: TokenCount
     kv_len: TokenCount
     applications: int = 1
-    """Times the layer runs per forward pass: num_blocks for ``self_attends`` (weights shared)."""
+    """Times each copy runs per forward pass: num_blocks for ``self_attends`` (weights shared)."""
+    copies: int = 1
+    """Distinct weight sets this one resolved layer stands for: num_self_attends_per_block for
+    the shared block ``encoder.self_attends`` (path of transformers' ModuleList; its copies are
+    ``self_attends.0`` .. ``self_attends.{copies-1}``, identical in shape), else 1. Counting
+    multiplies by it instead of looping, so cost does not grow with the layer count."""
     query_is_parameter: bool = False
     """The queries are a batch-expanded parameter (latents, trainable decoder queries)."""
+
+    @property
+    def runs(self) -> int:
+        """Layer applications per forward pass: copies x applications."""
+        return self.copies * self.applications
 
 
 class Embedding(_Module):
@@ -310,6 +320,12 @@ _HEADS_FIELD = {
 }
 
 
+def _nearest_multiples(value: int, heads: int) -> str:
+    """The multiples of ``heads`` just below and above ``value`` (positive ones), in O(1)."""
+    below, above = value // heads * heads, -(-value // heads) * heads
+    return ", ".join(str(n) for n in (below, above) if n > 0)
+
+
 def _rule_fields(rule: str) -> tuple[str, ...]:
     """Config fields named at the start of a Dim's rule (``"d_model (text ...)"`` -> d_model)."""
     head = rule.split(" ")[0]
@@ -332,6 +348,7 @@ def _attention(
     q_len: TokenCount,
     kv_len: TokenCount,
     applications: int = 1,
+    copies: int = 1,
     query_is_parameter: bool = False,
 ) -> PerceiverLayer:
     """Resolve one ``PerceiverLayer`` by transformers' channel defaulting and check its heads.
@@ -398,15 +415,16 @@ def _attention(
             origin = "" if dim.rule in (name, f"decoder_{name}") else f" = {dim.rule}"
             heads_label = heads_field or "num_heads"
             heads_origin = "" if num_heads.source != "hardcoded" else f", {num_heads.rule}"
-            divisors = [d for d in range(1, heads) if dim.value % d == 0][-4:]
+            near = _nearest_multiples(dim.value, heads)
             if dim.rule in (name, f"decoder_{name}"):
-                fix = f"choose a multiple of {heads} for {dim.rule} or leave it unset"
+                fix = f"choose a multiple of {heads} for {dim.rule} ({near}) or leave it unset"
             else:
-                alternatives = [f"set {prefix}{name} to a multiple of {heads}"]
+                alternatives = [f"set {prefix}{name} to a multiple of {heads} ({near})"]
                 alternatives += [f"make {f} a multiple of {heads}" for f in _rule_fields(dim.rule)]
                 fix = (
-                    f"choose {heads_label} among the divisors of {dim.value} "
-                    f"({', '.join(map(str, divisors))}), or " + ", or ".join(alternatives)
+                    # gcd and the nearest multiples: O(1) in the numbers (no trial division)
+                    f"choose {heads_label} dividing {dim.value} (gcd({dim.value}, {heads}) = "
+                    f"{math.gcd(dim.value, heads)} does), or " + ", or ".join(alternatives)
                 )
             fields = tuple(
                 f for f in (heads_field, f"{prefix}{name}", *_rule_fields(dim.rule)) if f
@@ -415,7 +433,7 @@ def _attention(
                 f"heads_divide_{name}",
                 tuple(dict.fromkeys(fields)),
                 {name: dim.value, heads_label: heads},
-                re.sub(r"self_attends\.\d+$", "self_attends.*", path),
+                re.sub(r"self_attends$", "self_attends.*", path),
                 f"{name} ({dim.value}{origin}) must be divisible by {heads_label} "
                 f"({heads}{heads_origin})",
                 fix,
@@ -436,6 +454,7 @@ def _attention(
         q_len=q_len,
         kv_len=kv_len,
         applications=applications,
+        copies=copies,
         query_is_parameter=query_is_parameter,
     )
 
@@ -477,11 +496,12 @@ def _encoder(ctx: _Ctx, prefix: str, kv_dim: Dim, kv_len: TokenCount) -> list[Pe
             query_is_parameter=True,
         )
     ]
-    n_findings = len(ctx.findings)
-    for i in range(cfg.num_self_attends_per_block):
+    if cfg.num_self_attends_per_block > 0:
+        # ModuleList of L identical PerceiverLayers (L447-462), each applied num_blocks times:
+        # resolved once, with its number of copies (no loop over layers, no per-layer findings).
         layer = _attention(
             ctx,
-            f"{prefix}encoder.self_attends.{i}",
+            f"{prefix}encoder.self_attends",
             "encoder_self",
             q_dim=d_latents,
             kv_dim=d_latents,
@@ -494,14 +514,10 @@ def _encoder(ctx: _Ctx, prefix: str, kv_dim: Dim, kv_len: TokenCount) -> list[Pe
             q_len="latents",
             kv_len="latents",
             applications=cfg.num_blocks,
+            copies=cfg.num_self_attends_per_block,
         )
         layers.append(layer)
-        if i == 0:
-            _check_self_attention_width(ctx, layer, prefix)
-            n_findings = len(ctx.findings)
-        else:
-            # Every self-attend layer has the same dims: report its problems once.
-            del ctx.findings[n_findings:]
+        _check_self_attention_width(ctx, layer, prefix)
     return layers
 
 
@@ -1225,11 +1241,12 @@ def _unused_hardcoded_fields(ctx: _Ctx) -> None:
 
 
 def _param_numel_findings(ctx: _Ctx, modules: list[Module]) -> None:
-    """torch needs every tensor's element count to fit in int64."""
-    from perceiver_calc.params import parameter_shapes
+    """torch needs every tensor's element count to fit in int64. A shared block's copies
+    have one copy's shapes: checking copy 0 checks them all (closed form, no loop)."""
+    from perceiver_calc.params import one_copy_shapes
 
     for m in modules:
-        for name, shape in parameter_shapes(m).items():
+        for name, shape in one_copy_shapes(m).items():
             if math.prod(shape) > INT64_MAX:
                 ctx.error(
                     "tensor_too_large",

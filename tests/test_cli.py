@@ -76,7 +76,8 @@ def test_model_override_and_architectures(tmp_path: Path) -> None:
 
 PINNED_ERROR = (
     "qk_channels (100) must be divisible by num_cross_attention_heads (8) "
-    "[perceiver.encoder.cross_attention]; choose a multiple of 8 for qk_channels or leave it unset"
+    "[perceiver.encoder.cross_attention]; choose a multiple of 8 for qk_channels (96, 104) or "
+    "leave it unset"
 )
 
 

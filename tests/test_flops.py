@@ -65,8 +65,17 @@ def test_forward_and_backward_flops_equal_flopcountermode(model_class: str, data
     fwd = hf_truth.hf_flops(model_class, config, w)
     assert counts.forward == fwd.total
     assert counts.macs_forward * 2 == counts.forward
+    blocks = {m.path: m.copies for m in resolved.layers() if m.role == "encoder_self"}
     for path, mf in counts.by_module.items():
-        assert mf.forward == fwd.by_module.get(path, 0), path
+        if path in blocks:
+            # one resolved block for transformers' L layers self_attends.0 .. L-1 (the
+            # ModuleList is never called, so FlopCounterMode keys the layers): each layer is
+            # one copy's share, and they sum to the block
+            layers = [fwd.by_module.get(f"{path}.{i}", 0) for i in range(blocks[path])]
+            assert layers == [mf.forward // blocks[path]] * blocks[path], path
+            assert mf.forward == sum(layers), path
+        else:
+            assert mf.forward == fwd.by_module.get(path, 0), path
     # every FLOP FlopCounterMode saw is inside one of our modules
     assert sum(mf.forward for mf in counts.by_module.values()) == fwd.total
 

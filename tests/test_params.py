@@ -67,7 +67,9 @@ def test_language_perceiver_breakdown() -> None:
     counts = pc.count_params(pc.resolve(pc.load_config(data)))
     by = counts.by_module
     assert by["perceiver.encoder.cross_attention"] == 6_434_816
-    assert sum(v for k, v in by.items() if ".self_attends." in k) == 187_712_512
+    # the shared block is one entry (transformers' ModuleList path) for its 26 layers
+    assert by["perceiver.encoder.self_attends"] == 187_712_512 == 26 * 7_219_712
+    assert counts.copies == {"perceiver.encoder.self_attends": 26}
     assert by["perceiver.decoder.decoding_cross_attention"] == 3_286_016
     # Tied output projection: only the bias is new.
     assert by["embedding_decoder"] == 262

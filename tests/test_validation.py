@@ -65,8 +65,8 @@ def test_accepts_exactly_what_transformers_runs(model_class: str, data: st.DataO
             "heads_divide_qk_channels",
             "qk_channels (261 = kv_dim (qk_channels unset, cross_attention_shape_for_attention "
             "'kv')) must be divisible by num_cross_attention_heads (8) "
-            "[perceiver.encoder.cross_attention]; choose num_cross_attention_heads among the "
-            "divisors of 261 (1, 3), or set qk_channels to a multiple of 8",
+            "[perceiver.encoder.cross_attention]; choose num_cross_attention_heads dividing 261 "
+            "(gcd(261, 8) = 1 does), or set qk_channels to a multiple of 8 (256, 264)",
         ),
         (
             "PerceiverForMaskedLM",
