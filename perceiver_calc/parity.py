@@ -99,12 +99,13 @@ def relax_unexecuted_self_attention(
 def tensor_bytes_findings(modules: Iterable[Module]) -> list[Finding]:
     """torch refuses a tensor whose byte size overflows int64 even when its element count fits
     ("Storage size calculation overflowed", c10 computeStorageNbytes, on every device meta
-    included). Parameters are built in float32: 4 bytes each."""
-    from perceiver_calc.params import parameter_shapes
+    included). Parameters are built in float32: 4 bytes each. A shared block's copies have
+    one copy's shapes: checking copy 0 checks them all (closed form, no loop over copies)."""
+    from perceiver_calc.params import one_copy_shapes
 
     found: list[Finding] = []
     for m in modules:
-        for name, shape in parameter_shapes(m).items():
+        for name, shape in one_copy_shapes(m).items():
             numel = math.prod(shape)
             if numel <= INT64_MAX and numel * PARAM_BYTES > INT64_MAX:
                 found.append(
