@@ -278,9 +278,7 @@ def training_plan(
     wl = workload.model_copy(update={"mode": "training"})
     params = count_params(resolved)
     # closed form over a shared block's copies (identical shapes): no per-copy tensor list
-    shard = sum(
-        sharded_elements(one_copy_shapes(m), gpus) * copies_of(m) for m in resolved.modules
-    )
+    shard = sum(sharded_elements(one_copy_shapes(m), gpus) * copies_of(m) for m in resolved.modules)
     plans: list[StrategyMemory] = []
     # one layer of a shared block is a module (its by_module entry counts all copies)
     largest_module = max(

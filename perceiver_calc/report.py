@@ -362,9 +362,7 @@ def _grouped_flops(report: Report) -> list[tuple[str, int, int]]:
     fwd = grouped_params({k: v.forward for k, v in f.by_module.items()}, copies)
     bwd = dict(
         (label, n)
-        for label, n, _ in grouped_params(
-            {k: v.backward for k, v in f.by_module.items()}, copies
-        )
+        for label, n, _ in grouped_params({k: v.backward for k, v in f.by_module.items()}, copies)
     )
     return [(label, n, bwd.get(label, 0)) for label, n, _ in fwd if n or bwd.get(label)]
 

@@ -423,8 +423,7 @@ def _attention(
                 fix = (
                     # gcd and the nearest multiples: O(1) in the numbers (no trial division)
                     f"choose {heads_label} dividing {dim.value} (gcd({dim.value}, {heads}) = "
-                    f"{math.gcd(dim.value, heads)} does), or "
-                    + ", or ".join(alternatives)
+                    f"{math.gcd(dim.value, heads)} does), or " + ", or ".join(alternatives)
                 )
             fields = tuple(
                 f for f in (heads_field, f"{prefix}{name}", *_rule_fields(dim.rule)) if f
