@@ -17,9 +17,11 @@ from perceiver_calc.errors import Finding
 
 if TYPE_CHECKING:
     from perceiver_calc.config import PerceiverConfig
-    from perceiver_calc.resolve import Module
+    from perceiver_calc.resolve import Module, ResolvedModel
+    from perceiver_calc.workload import Workload
 
 __all__ = [
+    "activation_bytes_findings",
     "chunk_findings",
     "relax_unexecuted_self_attention",
     "tensor_bytes_findings",
@@ -122,3 +124,33 @@ def tensor_bytes_findings(modules: Iterable[Module]) -> list[Finding]:
                     )
                 )
     return found
+
+
+def activation_bytes_findings(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
+    """The largest activation of one forward (attention scores, logits, ...: every storage a
+    training forward keeps, which an inference forward also materialises) in the workload's
+    dtype must fit torch's int64 byte count, else the forward raises ("Storage size
+    calculation overflowed"). One finding, for the largest such tensor."""
+    from perceiver_calc.memory import bytes_per_element, saved_tensors
+
+    worst: tuple[int, str, int] | None = None
+    for t in saved_tensors(resolved, workload):
+        nbytes = t.elements * bytes_per_element(t.kind, workload.dtype, "cpu")
+        if nbytes > INT64_MAX and (worst is None or nbytes > worst[0]):
+            worst = (nbytes, f"{t.id} ({t.kind}, saved by {t.module})", t.elements)
+    if worst is None:
+        return []
+    nbytes, name, elements = worst
+    return [
+        Finding(
+            severity="error",
+            code="activation_bytes_too_large",
+            fields=("batch_size",),
+            values={"batch_size": workload.batch_size, "dtype": workload.dtype},
+            module=name.rsplit("saved by ", 1)[-1].rstrip(")"),
+            rule=f"activation {name} would have {elements:.3e} elements, {nbytes:.3e} bytes in "
+            f"{workload.dtype}; torch's limit is 2**63 - 1 bytes per tensor (RuntimeError: "
+            "Storage size calculation overflowed)",
+            fix="use a smaller batch_size or shorter inputs",
+        )
+    ]

@@ -262,6 +262,15 @@ def check_workload(resolved: ResolvedModel, workload: Workload) -> list[Finding]
     """Errors for inputs transformers' forward pass would reject for this model; warnings for
     inputs it accepts with a caveat. Field names are the workload's (``seq_len``, ...) and the
     config's (``max_position_embeddings``, ...)."""
+    found = _check_inputs(resolved, workload)
+    if not any(f.severity == "error" for f in found):
+        from perceiver_calc.parity import activation_bytes_findings
+
+        found += activation_bytes_findings(resolved, workload)
+    return found
+
+
+def _check_inputs(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
     inp = resolved_inputs(resolved, workload)
     cfg = resolved.config
     model = resolved.model

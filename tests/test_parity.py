@@ -289,3 +289,28 @@ def test_parameter_bytes_overflow() -> None:
     assert not ok
     f = next(f for f in findings if f.code == "tensor_bytes_too_large")
     assert "embeddings.weight" in f.rule and "2**63 - 1 bytes" in f.rule
+
+
+def test_activation_bytes_overflow() -> None:
+    """Self-attention scores (B, 1, N, N) = 2**30 * 2**16 * 2**16 = 2**62 elements fit in int64;
+    their fp32 bytes (2**64) do not, and transformers' forward (meta device) raises."""
+    import torch
+
+    config = {**SMALL, "num_latents": 2**16}
+    w = hf_truth.Workload(batch_size=2**30, seq_len=2)
+    model = hf_truth.build_hf_model("PerceiverModel", config, device="meta")
+    kwargs = hf_truth.make_inputs("PerceiverModel", config, w, device="meta")
+    overflow = pytest.raises(RuntimeError, match="Storage size calculation overflowed")
+    with torch.no_grad(), hf_truth._meta_safe("meta"), overflow:
+        model(**kwargs)
+    ok, findings = ours("PerceiverModel", config, Workload(batch_size=2**30, seq_len=2))
+    assert not ok
+    (f,) = [f for f in findings if f.code == "activation_bytes_too_large"]
+    assert "4.612e+18 elements, 1.845e+19 bytes in fp32" in f.rule
+    # half the batch: 2**63 bytes is still one too many (torch: 2**61 fp32 elements overflow,
+    # 2**61 - 1 do not); a quarter fits
+    with pytest.raises(RuntimeError, match="Storage size calculation overflowed"):
+        torch.empty(2**61, dtype=torch.float32, device="meta")
+    assert torch.empty(2**61 - 1, dtype=torch.float32, device="meta").numel() == 2**61 - 1
+    assert not ours("PerceiverModel", config, Workload(batch_size=2**29, seq_len=2))[0]
+    assert ours("PerceiverModel", config, Workload(batch_size=2**28, seq_len=2))[0]
