@@ -168,8 +168,8 @@ def make_inputs(
 ) -> dict[str, Any]:
     """Forward kwargs for the reference model (random, seeded; uninitialised on meta).
 
-    PerceiverModel: ``inputs`` (B, M, d_model). Text: (B, M) token ids; MaskedLM labels (B, M),
-    classifier labels (B,). Images: (B, 3, H, W). Flow: (B, 2, 27, H, W). Multimodal:
+    PerceiverModel: ``inputs`` (B, M, d_model). Text: (B, M) token ids; MaskedLM labels (B, P),
+    -100 past M; classifier labels (B,). Images: (B, 3, H, W). Flow: (B, 2, 27, H, W). Multimodal:
     ``{"image": (B, F, 3, H, W), "audio": (B, A, 1), "label": (B, num_labels)}`` and
     ``subsampled_output_points`` = the first n flat indices, as transformers' example does.
     Floating inputs are in ``dtype``.
@@ -188,12 +188,16 @@ def make_inputs(
         assert spec.seq_len is not None
         vocab = int(config.vocab_size)
         kw["inputs"] = _randint(vocab, (b, spec.seq_len), dev, gen)
-        if labels:
-            kw["labels"] = (
-                _randint(vocab, (b, spec.seq_len), dev, gen)
-                if mc == "PerceiverForMaskedLM"
-                else _labels(num_labels, b, dev, gen)
-            )
+        if labels and mc == "PerceiverForMaskedLM":
+            # One label per decoder position (P = max_position_embeddings): the M tokens'
+            # labels, then -100 (ignored by the loss), as a tokenizer padding to P gives them.
+            p = int(config.max_position_embeddings)
+            m = min(spec.seq_len, p)
+            mlm = torch.full((b, p), -100, dtype=torch.int64, device=dev)
+            mlm[:, :m] = _randint(vocab, (b, m), dev, gen)
+            kw["labels"] = mlm
+        elif labels:
+            kw["labels"] = _labels(num_labels, b, dev, gen)
         return kw
     assert spec.image_size is not None
     h, w = spec.image_size

@@ -100,10 +100,10 @@ def test_check_exits_2_on_bad_input(tmp_path: Path) -> None:
     missing = run("check", str(tmp_path / "nope.json"))
     assert missing.exit_code == 2
     assert missing.stderr.startswith("error:")
-    # training the masked LM needs seq_len == max_position_embeddings (32 in tiny.json)
-    short = run("check", str(TINY), "--seq-len", "5")
-    assert short.exit_code == 2
-    assert "max_position_embeddings" in short.stderr
+    # seq_len beyond max_position_embeddings (32 in tiny.json): the position lookup fails
+    long = run("check", str(TINY), "--seq-len", "33")
+    assert long.exit_code == 2
+    assert "max_position_embeddings" in long.stderr
     bad_option = run("check", str(TINY), "--batch-size", "0")
     assert bad_option.exit_code == 2
 
