@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from perceiver_calc.cli_options import (
+    AudioSamplesOpt,
     BatchOpt,
     CheckpointingOpt,
     DtypeChoice,
@@ -37,6 +38,8 @@ from perceiver_calc.cli_options import (
     OptimizerChoice,
     OptimizerOpt,
     SeqLenOpt,
+    SubAudioOpt,
+    SubImageOpt,
     make_workload,
 )
 from perceiver_calc.console import fail as _fail
@@ -547,6 +550,9 @@ def register(app: typer.Typer) -> None:
         seq_len: SeqLenOpt = None,
         image_size: ImageSizeOpt = None,
         num_frames: NumFramesOpt = None,
+        audio_samples: AudioSamplesOpt = None,
+        subsampled_image_points: SubImageOpt = None,
+        subsampled_audio_points: SubAudioOpt = None,
         dtype: DtypeOpt = DtypeChoice.fp32,
         mode: ModeOpt = ModeChoice.training,
         optimizer: OptimizerOpt = OptimizerChoice.adamw,
@@ -562,6 +568,9 @@ def register(app: typer.Typer) -> None:
                 "seq_len": seq_len,
                 "image_size": image_size,
                 "num_frames": num_frames,
+                "audio_samples": audio_samples,
+                "subsampled_image_points": subsampled_image_points,
+                "subsampled_audio_points": subsampled_audio_points,
                 "dtype": dtype,
                 # FLOPs and activations are checked on a training pass whatever --mode says
                 "mode": ModeChoice.training,
@@ -597,6 +606,9 @@ def register(app: typer.Typer) -> None:
         seq_len: SeqLenOpt = None,
         image_size: ImageSizeOpt = None,
         num_frames: NumFramesOpt = None,
+        audio_samples: AudioSamplesOpt = None,
+        subsampled_image_points: SubImageOpt = None,
+        subsampled_audio_points: SubAudioOpt = None,
         dtype: DtypeOpt = DtypeChoice.fp32,
         mode: ModeOpt = ModeChoice.training,
         optimizer: OptimizerOpt = OptimizerChoice.adamw,
@@ -614,6 +626,9 @@ def register(app: typer.Typer) -> None:
                 "seq_len": seq_len,
                 "image_size": image_size,
                 "num_frames": num_frames,
+                "audio_samples": audio_samples,
+                "subsampled_image_points": subsampled_image_points,
+                "subsampled_audio_points": subsampled_audio_points,
                 "dtype": dtype,
                 "mode": mode,
                 "optimizer": optimizer,

@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from perceiver_calc.cli_options import (
+    AudioSamplesOpt,
     BatchOpt,
     CheckpointingOpt,
     DtypeChoice,
@@ -24,9 +25,12 @@ from perceiver_calc.cli_options import (
     ImageSizeOpt,
     ModeChoice,
     ModeOpt,
+    NumFramesOpt,
     OptimizerChoice,
     OptimizerOpt,
     SeqLenOpt,
+    SubAudioOpt,
+    SubImageOpt,
     make_workload,
 )
 from perceiver_calc.config import load_config
@@ -59,25 +63,9 @@ FormatOpt = Annotated[OutFormat, typer.Option("--format", "-f")]
 _DEVICE_HELP = "GPU for step time and fit (perceiver_calc/devices.py): " + ", ".join(DEVICES)
 
 
-def _workload(
-    batch: int,
-    seq: int | None,
-    image_size: str | None,
-    dtype: DtypeChoice,
-    mode: ModeChoice,
-    optimizer: OptimizerChoice,
-    ckpt: bool,
-) -> Workload:
+def _workload(**options: Any) -> Workload:
     try:
-        return make_workload(
-            batch_size=batch,
-            seq_len=seq,
-            image_size=image_size,
-            dtype=dtype,
-            mode=mode,
-            optimizer=optimizer,
-            checkpointing=ckpt,
-        )
+        return make_workload(**options)
     except PerceiverCalcError as err:
         _fail(f"error: {err}", 2)
 
@@ -167,6 +155,10 @@ def register(app: typer.Typer) -> None:
         batch_size: BatchOpt = 1,
         seq_len: SeqLenOpt = None,
         image_size: ImageSizeOpt = None,
+        num_frames: NumFramesOpt = None,
+        audio_samples: AudioSamplesOpt = None,
+        subsampled_image_points: SubImageOpt = None,
+        subsampled_audio_points: SubAudioOpt = None,
         dtype: DtypeOpt = DtypeChoice.fp32,
         mode: ModeOpt = ModeChoice.training,
         optimizer: OptimizerOpt = OptimizerChoice.adamw,
@@ -175,7 +167,19 @@ def register(app: typer.Typer) -> None:
         plot: Annotated[Path | None, typer.Option("--plot", help="out.png or out.svg")] = None,
     ) -> None:
         """Counts for every config of a grid; invalid points listed with their reason."""
-        wl = _workload(batch_size, seq_len, image_size, dtype, mode, optimizer, checkpointing)
+        wl = _workload(
+            batch_size=batch_size,
+            seq_len=seq_len,
+            image_size=image_size,
+            num_frames=num_frames,
+            audio_samples=audio_samples,
+            subsampled_image_points=subsampled_image_points,
+            subsampled_audio_points=subsampled_audio_points,
+            dtype=dtype,
+            mode=mode,
+            optimizer=optimizer,
+            checkpointing=checkpointing,
+        )
         res = _sweep(path, vary, model, wl)
         _render(res, list(range(len(res))), format, f"{res.sweep.model}: {len(res)} configs")
         if plot is not None:
@@ -192,6 +196,10 @@ def register(app: typer.Typer) -> None:
         batch_size: BatchOpt = 1,
         seq_len: SeqLenOpt = None,
         image_size: ImageSizeOpt = None,
+        num_frames: NumFramesOpt = None,
+        audio_samples: AudioSamplesOpt = None,
+        subsampled_image_points: SubImageOpt = None,
+        subsampled_audio_points: SubAudioOpt = None,
         dtype: DtypeOpt = DtypeChoice.fp32,
         optimizer: OptimizerOpt = OptimizerChoice.adamw,
         checkpointing: CheckpointingOpt = False,
@@ -203,7 +211,17 @@ def register(app: typer.Typer) -> None:
         from perceiver_calc.plan import fit as fit_rows
 
         wl = _workload(
-            batch_size, seq_len, image_size, dtype, ModeChoice.training, optimizer, checkpointing
+            batch_size=batch_size,
+            seq_len=seq_len,
+            image_size=image_size,
+            num_frames=num_frames,
+            audio_samples=audio_samples,
+            subsampled_image_points=subsampled_image_points,
+            subsampled_audio_points=subsampled_audio_points,
+            dtype=dtype,
+            mode=ModeChoice.training,
+            optimizer=optimizer,
+            checkpointing=checkpointing,
         )
         res = _sweep(path, vary, model, wl)
         found = fit_rows(res, max_params=max_params, max_flops=max_flops, max_memory=max_memory)
@@ -232,13 +250,10 @@ def register(app: typer.Typer) -> None:
         except PerceiverCalcError as err:
             _fail(f"error: {err}", 2)
         wl = _workload(
-            batch_size,
-            seq_len,
-            image_size,
-            DtypeChoice.fp32,
-            ModeChoice.training,
-            OptimizerChoice.adamw,
-            False,
+            batch_size=batch_size,
+            seq_len=seq_len,
+            image_size=image_size,
+            mode=ModeChoice.training,
         )
         cmp = compare_models(resolved, [str(p) for p in paths], wl)
         if format == "json":
@@ -270,6 +285,10 @@ def register(app: typer.Typer) -> None:
         batch_size: BatchOpt = 1,
         seq_len: SeqLenOpt = None,
         image_size: ImageSizeOpt = None,
+        num_frames: NumFramesOpt = None,
+        audio_samples: AudioSamplesOpt = None,
+        subsampled_image_points: SubImageOpt = None,
+        subsampled_audio_points: SubAudioOpt = None,
         dtype: DtypeOpt = DtypeChoice.mixed_bf16,
         optimizer: OptimizerOpt = OptimizerChoice.adamw,
         format: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table",
@@ -277,10 +296,23 @@ def register(app: typer.Typer) -> None:
         """Per-GPU memory for DDP, ZeRO-1/2/3 and FSDP, step time and time to train."""
         from perceiver_calc.plan import training_plan
 
+        if samples is not None and device is None:
+            _fail(
+                "error: --samples needs --device: the time to train comes from its peak FLOP/s", 2
+            )
         try:
             resolved = validate_config(locate(path), model)
             wl = _workload(
-                batch_size, seq_len, image_size, dtype, ModeChoice.training, optimizer, False
+                batch_size=batch_size,
+                seq_len=seq_len,
+                image_size=image_size,
+                num_frames=num_frames,
+                audio_samples=audio_samples,
+                subsampled_image_points=subsampled_image_points,
+                subsampled_audio_points=subsampled_audio_points,
+                dtype=dtype,
+                mode=ModeChoice.training,
+                optimizer=optimizer,
             )
             tp = training_plan(resolved, wl, gpus=gpus, device=device, mfu=mfu, samples=samples)
         except ConfigError as err:
