@@ -23,6 +23,7 @@ import typer
 
 from perceiver_calc.cli_device import register as register_device_commands
 from perceiver_calc.cli_options import (
+    AudioSamplesOpt,
     BatchOpt,
     CheckpointingOpt,
     DtypeChoice,
@@ -34,7 +35,10 @@ from perceiver_calc.cli_options import (
     OptimizerChoice,
     OptimizerOpt,
     SeqLenOpt,
+    SubAudioOpt,
+    SubImageOpt,
     make_workload,
+    set_by_user,
 )
 from perceiver_calc.cli_plan import register as register_planning_commands
 from perceiver_calc.console import fail as _fail
@@ -149,6 +153,7 @@ def _guarded(path: Path, build: Callable[[], T]) -> T:
 
 @app.command()
 def report(
+    ctx: typer.Context,
     path: PathArg,
     model: ModelOpt = None,
     strict: StrictOpt = False,
@@ -158,6 +163,9 @@ def report(
     seq_len: SeqLenOpt = None,
     image_size: ImageSizeOpt = None,
     num_frames: NumFramesOpt = None,
+    audio_samples: AudioSamplesOpt = None,
+    subsampled_image_points: SubImageOpt = None,
+    subsampled_audio_points: SubAudioOpt = None,
     dtype: DtypeOpt = DtypeChoice.fp32,
     mode: ModeOpt = ModeChoice.inference,
     optimizer: OptimizerOpt = OptimizerChoice.adamw,
@@ -171,24 +179,18 @@ def report(
             seq_len=seq_len,
             image_size=image_size,
             num_frames=num_frames,
+            audio_samples=audio_samples,
+            subsampled_image_points=subsampled_image_points,
+            subsampled_audio_points=subsampled_audio_points,
             dtype=dtype,
             mode=mode,
             optimizer=optimizer,
             checkpointing=checkpointing,
         )
 
-    # The user chose an input when any workload option differs from its default: a workload
-    # transformers would fail on is then an error, not a warning.
-    explicit = (
-        batch_size != 1
-        or seq_len is not None
-        or image_size is not None
-        or num_frames is not None
-        or dtype is not DtypeChoice.fp32
-        or mode is not ModeChoice.inference
-        or optimizer is not OptimizerChoice.adamw
-        or checkpointing
-    )
+    # The user chose an input when they gave any workload option (even at its default value):
+    # a workload transformers would fail on is then an error, not a warning.
+    explicit = bool(set_by_user(ctx))
     rep = _guard(path, model, strict, workload, explicit, revision)
     from perceiver_calc.report import render_json, render_markdown, render_table
 

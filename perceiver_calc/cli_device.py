@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from perceiver_calc.cli_options import (
+    AudioSamplesOpt,
     BatchOpt,
     CheckpointingOpt,
     DtypeChoice,
@@ -35,6 +36,8 @@ from perceiver_calc.cli_options import (
     OptimizerChoice,
     OptimizerOpt,
     SeqLenOpt,
+    SubAudioOpt,
+    SubImageOpt,
     finite_positive,
     make_workload,
 )
@@ -571,6 +574,9 @@ def register(app: typer.Typer) -> None:
         seq_len: SeqLenOpt = None,
         image_size: ImageSizeOpt = None,
         num_frames: NumFramesOpt = None,
+        audio_samples: AudioSamplesOpt = None,
+        subsampled_image_points: SubImageOpt = None,
+        subsampled_audio_points: SubAudioOpt = None,
         dtype: DtypeOpt = DtypeChoice.fp32,
         mode: ModeOpt = ModeChoice.training,
         optimizer: OptimizerOpt = OptimizerChoice.adamw,
@@ -586,6 +592,9 @@ def register(app: typer.Typer) -> None:
                 "seq_len": seq_len,
                 "image_size": image_size,
                 "num_frames": num_frames,
+                "audio_samples": audio_samples,
+                "subsampled_image_points": subsampled_image_points,
+                "subsampled_audio_points": subsampled_audio_points,
                 "dtype": dtype,
                 # FLOPs and activations are checked on a training pass whatever --mode says
                 "mode": ModeChoice.training,
@@ -625,6 +634,9 @@ def register(app: typer.Typer) -> None:
         seq_len: SeqLenOpt = None,
         image_size: ImageSizeOpt = None,
         num_frames: NumFramesOpt = None,
+        audio_samples: AudioSamplesOpt = None,
+        subsampled_image_points: SubImageOpt = None,
+        subsampled_audio_points: SubAudioOpt = None,
         dtype: DtypeOpt = DtypeChoice.fp32,
         mode: ModeOpt = ModeChoice.training,
         optimizer: OptimizerOpt = OptimizerChoice.adamw,
@@ -642,6 +654,9 @@ def register(app: typer.Typer) -> None:
                 "seq_len": seq_len,
                 "image_size": image_size,
                 "num_frames": num_frames,
+                "audio_samples": audio_samples,
+                "subsampled_image_points": subsampled_image_points,
+                "subsampled_audio_points": subsampled_audio_points,
                 "dtype": dtype,
                 "mode": mode,
                 "optimizer": optimizer,

@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # imported by make_workload: `validate` never builds a worklo
     from perceiver_calc.workload import Workload
 
 __all__ = [
+    "WORKLOAD_OPTIONS",
+    "AudioSamplesOpt",
     "BatchOpt",
     "CheckpointingOpt",
     "DtypeOpt",
@@ -24,7 +26,10 @@ __all__ = [
     "NumFramesOpt",
     "OptimizerOpt",
     "SeqLenOpt",
+    "SubAudioOpt",
+    "SubImageOpt",
     "make_workload",
+    "set_by_user",
 ]
 
 
@@ -74,6 +79,32 @@ NumFramesOpt = Annotated[
         "--num-frames", help="Multimodal: video frames. Default: num_frames.", rich_help_panel=_W
     ),
 ]
+AudioSamplesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--audio-samples",
+        help="Multimodal: audio samples in the input. Default: num_frames·audio_samples_per_frame.",
+        rich_help_panel=_W,
+    ),
+]
+SubImageOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--subsampled-image-points",
+        help="Multimodal: image output points decoded (subsampled_output_points['image']). "
+        "Default: prod(output_shape[1:4]) // 128.",
+        rich_help_panel=_W,
+    ),
+]
+SubAudioOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--subsampled-audio-points",
+        help="Multimodal: audio output patches decoded (subsampled_output_points['audio']). "
+        "Default: audio patches // 128.",
+        rich_help_panel=_W,
+    ),
+]
 DtypeOpt = Annotated[
     DtypeChoice,
     typer.Option(
@@ -94,6 +125,22 @@ CheckpointingOpt = Annotated[
 ]
 
 
+# Every workload option: its parameter name in the commands is the Workload field's name.
+WORKLOAD_OPTIONS = tuple(Workload.model_fields)
+
+
+def set_by_user(ctx: typer.Context) -> set[str]:
+    """The Workload fields the user gave on the command line (or by environment), whatever
+    the value: ``--batch-size 1`` is a choice too. Read from click's parameter sources (typer
+    vendors click, so compare the sources by name)."""
+    given = {"COMMANDLINE", "ENVIRONMENT"}
+    return {
+        name
+        for name in WORKLOAD_OPTIONS
+        if getattr(ctx.get_parameter_source(name), "name", None) in given
+    }
+
+
 def parse_image_size(text: str) -> tuple[int, int]:
     """``"224x224"``, ``"224X160"`` or ``"224"`` (square)."""
     # 1-10 digits: a side is at most 2**31 - 1 (Workload's bound); longer digit strings are
@@ -112,6 +159,9 @@ def make_workload(
     seq_len: int | None = None,
     image_size: str | None = None,
     num_frames: int | None = None,
+    audio_samples: int | None = None,
+    subsampled_image_points: int | None = None,
+    subsampled_audio_points: int | None = None,
     dtype: DtypeChoice = DtypeChoice.fp32,
     mode: ModeChoice = ModeChoice.inference,
     optimizer: OptimizerChoice = OptimizerChoice.adamw,
@@ -127,6 +177,9 @@ def make_workload(
             seq_len=seq_len,
             image_size=parse_image_size(image_size) if image_size else None,
             num_frames=num_frames,
+            audio_samples=audio_samples,
+            subsampled_image_points=subsampled_image_points,
+            subsampled_audio_points=subsampled_audio_points,
             dtype=dtype.value,
             mode=mode.value,
             optimizer=optimizer.value,

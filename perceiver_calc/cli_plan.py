@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from perceiver_calc.cli_options import (
+    AudioSamplesOpt,
     BatchOpt,
     CheckpointingOpt,
     DtypeChoice,
@@ -23,9 +24,12 @@ from perceiver_calc.cli_options import (
     ImageSizeOpt,
     ModeChoice,
     ModeOpt,
+    NumFramesOpt,
     OptimizerChoice,
     OptimizerOpt,
     SeqLenOpt,
+    SubAudioOpt,
+    SubImageOpt,
     finite_positive,
     make_workload,
 )
@@ -66,25 +70,9 @@ FormatOpt = Annotated[OutFormat, typer.Option("--format", "-f")]
 _DEVICE_HELP = "GPU for step time and fit (perceiver_calc/devices.py): " + ", ".join(DEVICES)
 
 
-def _workload(
-    batch: int,
-    seq: int | None,
-    image_size: str | None,
-    dtype: DtypeChoice,
-    mode: ModeChoice,
-    optimizer: OptimizerChoice,
-    ckpt: bool,
-) -> Workload:
+def _workload(**options: Any) -> Workload:
     try:
-        return make_workload(
-            batch_size=batch,
-            seq_len=seq,
-            image_size=image_size,
-            dtype=dtype,
-            mode=mode,
-            optimizer=optimizer,
-            checkpointing=ckpt,
-        )
+        return make_workload(**options)
     except PerceiverCalcError as err:
         _fail(f"error: {err}", 2)
 
@@ -195,6 +183,10 @@ def register(app: typer.Typer) -> None:
         batch_size: BatchOpt = 1,
         seq_len: SeqLenOpt = None,
         image_size: ImageSizeOpt = None,
+        num_frames: NumFramesOpt = None,
+        audio_samples: AudioSamplesOpt = None,
+        subsampled_image_points: SubImageOpt = None,
+        subsampled_audio_points: SubAudioOpt = None,
         dtype: DtypeOpt = DtypeChoice.fp32,
         mode: ModeOpt = ModeChoice.training,
         optimizer: OptimizerOpt = OptimizerChoice.adamw,
@@ -206,7 +198,19 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Counts for every config of a grid; invalid points listed with their reason."""
         _check_plot(plot)
-        wl = _workload(batch_size, seq_len, image_size, dtype, mode, optimizer, checkpointing)
+        wl = _workload(
+            batch_size=batch_size,
+            seq_len=seq_len,
+            image_size=image_size,
+            num_frames=num_frames,
+            audio_samples=audio_samples,
+            subsampled_image_points=subsampled_image_points,
+            subsampled_audio_points=subsampled_audio_points,
+            dtype=dtype,
+            mode=mode,
+            optimizer=optimizer,
+            checkpointing=checkpointing,
+        )
         res = _sweep(path, vary, model, wl)
         _render(res, list(range(len(res))), format, f"{res.sweep.model}: {len(res)} configs")
         if plot is not None:
@@ -223,6 +227,10 @@ def register(app: typer.Typer) -> None:
         batch_size: BatchOpt = 1,
         seq_len: SeqLenOpt = None,
         image_size: ImageSizeOpt = None,
+        num_frames: NumFramesOpt = None,
+        audio_samples: AudioSamplesOpt = None,
+        subsampled_image_points: SubImageOpt = None,
+        subsampled_audio_points: SubAudioOpt = None,
         dtype: DtypeOpt = DtypeChoice.fp32,
         optimizer: OptimizerOpt = OptimizerChoice.adamw,
         checkpointing: CheckpointingOpt = False,
@@ -237,7 +245,17 @@ def register(app: typer.Typer) -> None:
 
         _check_plot(plot)
         wl = _workload(
-            batch_size, seq_len, image_size, dtype, ModeChoice.training, optimizer, checkpointing
+            batch_size=batch_size,
+            seq_len=seq_len,
+            image_size=image_size,
+            num_frames=num_frames,
+            audio_samples=audio_samples,
+            subsampled_image_points=subsampled_image_points,
+            subsampled_audio_points=subsampled_audio_points,
+            dtype=dtype,
+            mode=ModeChoice.training,
+            optimizer=optimizer,
+            checkpointing=checkpointing,
         )
         res = _sweep(path, vary, model, wl)
         found = fit_rows(res, max_params=max_params, max_flops=max_flops, max_memory=max_memory)
@@ -266,13 +284,10 @@ def register(app: typer.Typer) -> None:
         except PerceiverCalcError as err:
             _fail(f"error: {err}", 2)
         wl = _workload(
-            batch_size,
-            seq_len,
-            image_size,
-            DtypeChoice.fp32,
-            ModeChoice.training,
-            OptimizerChoice.adamw,
-            False,
+            batch_size=batch_size,
+            seq_len=seq_len,
+            image_size=image_size,
+            mode=ModeChoice.training,
         )
         cmp = compare_models(resolved, [str(p) for p in paths], wl)
         if format == "json":
@@ -308,6 +323,10 @@ def register(app: typer.Typer) -> None:
         batch_size: BatchOpt = 1,
         seq_len: SeqLenOpt = None,
         image_size: ImageSizeOpt = None,
+        num_frames: NumFramesOpt = None,
+        audio_samples: AudioSamplesOpt = None,
+        subsampled_image_points: SubImageOpt = None,
+        subsampled_audio_points: SubAudioOpt = None,
         dtype: DtypeOpt = DtypeChoice.mixed_bf16,
         optimizer: OptimizerOpt = OptimizerChoice.adamw,
         format: Annotated[TableJson, typer.Option("--format", "-f")] = TableJson.table,
@@ -315,10 +334,23 @@ def register(app: typer.Typer) -> None:
         """Per-GPU memory for DDP, ZeRO-1/2/3 and FSDP, step time and time to train."""
         from perceiver_calc.plan import training_plan
 
+        if samples is not None and device is None:
+            _fail(
+                "error: --samples needs --device: the time to train comes from its peak FLOP/s", 2
+            )
         try:
             resolved = validate_config(locate(path), model)
             wl = _workload(
-                batch_size, seq_len, image_size, dtype, ModeChoice.training, optimizer, False
+                batch_size=batch_size,
+                seq_len=seq_len,
+                image_size=image_size,
+                num_frames=num_frames,
+                audio_samples=audio_samples,
+                subsampled_image_points=subsampled_image_points,
+                subsampled_audio_points=subsampled_audio_points,
+                dtype=dtype,
+                mode=ModeChoice.training,
+                optimizer=optimizer,
             )
             tp = training_plan(resolved, wl, gpus=gpus, device=device, mfu=mfu, samples=samples)
         except ConfigError as err:
