@@ -16,7 +16,6 @@ if TYPE_CHECKING:  # imported by make_workload: `validate` never builds a worklo
     from perceiver_calc.workload import Workload
 
 __all__ = [
-    "WORKLOAD_OPTIONS",
     "AudioSamplesOpt",
     "BatchOpt",
     "CheckpointingOpt",
@@ -125,8 +124,12 @@ CheckpointingOpt = Annotated[
 ]
 
 
-# Every workload option: its parameter name in the commands is the Workload field's name.
-WORKLOAD_OPTIONS = tuple(Workload.model_fields)
+def workload_options() -> tuple[str, ...]:
+    """Every workload option: its parameter name in the commands is the Workload field's name
+    (a function: perceiver_calc.workload is imported only when a command runs)."""
+    from perceiver_calc.workload import Workload
+
+    return tuple(Workload.model_fields)
 
 
 def set_by_user(ctx: typer.Context) -> set[str]:
@@ -136,7 +139,7 @@ def set_by_user(ctx: typer.Context) -> set[str]:
     given = {"COMMANDLINE", "ENVIRONMENT"}
     return {
         name
-        for name in WORKLOAD_OPTIONS
+        for name in workload_options()
         if getattr(ctx.get_parameter_source(name), "name", None) in given
     }
 
