@@ -65,7 +65,13 @@ def _snapshot(cache_folder: Path, revision: str | None) -> Path:
 def locate(source: str | Path, revision: str | None = None) -> Path:
     """A local path for ``source`` (see the module doc). Raises :class:`InputError`."""
     path = Path(source)
-    if path.exists():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):
+        # ENAMETOOLONG, EACCES on a parent, a NUL byte: not a hub id either; read_json names
+        # the path and the reason (exit 2).
+        return path
+    if exists:
         if path.is_dir() and path.name.startswith("models--") and (path / "snapshots").is_dir():
             return _snapshot(path, revision)
         return path
