@@ -162,7 +162,9 @@ def test_overflow_is_reported_not_wrapped() -> None:
     last = len(sw) - 1
     assert not res.valid[last]
     assert "overflow" in (res.reason(last) or "")
-    assert scalar[last]["valid"] and max(scalar[last][k] for k in COUNTS) > 2**63 - 1
+    # The scalar path refuses the same row: its activations' bytes overflow int64, which torch
+    # cannot allocate (perceiver_calc.parity.activation_bytes_findings).
+    assert not scalar[last]["valid"]
 
 
 def test_invalid_points_keep_their_reason() -> None:
