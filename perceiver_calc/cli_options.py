@@ -150,7 +150,10 @@ def parse_image_size(text: str) -> tuple[int, int]:
     # refused here, before int() (whose 4,300-digit limit would raise a bare ValueError).
     m = re.fullmatch(r"\s*(\d{1,10})\s*(?:[xX×]\s*(\d{1,10}))?\s*", text)
     if not m:
-        raise InputError(f"--image-size {text!r}: expected HxW, e.g. 224x224")
+        shown = text if len(text) <= 40 else f"{text[:37]}... ({len(text):,} characters)"
+        raise InputError(
+            f"--image-size {shown!r}: expected HxW with sides of at most 10 digits, e.g. 224x224"
+        )
     h = int(m[1])
     w = int(m[2]) if m[2] else h
     return h, w
@@ -174,11 +177,13 @@ def make_workload(
 
     from perceiver_calc.workload import Workload
 
+    # Parsed outside the try below: its message already names the option.
+    size = parse_image_size(image_size) if image_size else None
     try:
         return Workload(
             batch_size=batch_size,
             seq_len=seq_len,
-            image_size=parse_image_size(image_size) if image_size else None,
+            image_size=size,
             num_frames=num_frames,
             audio_samples=audio_samples,
             subsampled_image_points=subsampled_image_points,

@@ -35,7 +35,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from perceiver_calc.errors import ConfigError, Finding, InputError
+from perceiver_calc.errors import ConfigError, Finding, InputError, short_repr
 
 __all__ = [
     "MODEL_CLASSES",
@@ -368,7 +368,7 @@ def unknown_key_finding(key: str, value: Any, severity: Literal["error", "warnin
             fields=(key,),
             values={key: value},
             module=None,
-            rule=f"{key} ({value!r}) is not read by transformers: {LEGACY_KEYS[key]}",
+            rule=f"{key} ({_short(value)}) is not read by transformers: {LEGACY_KEYS[key]}",
             fix="remove it",
         )
     return Finding(
@@ -395,8 +395,7 @@ def duplicate_key_finding(key: str, severity: Literal["error", "warning"]) -> Fi
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return short_repr(value, 40)
 
 
 _PYDANTIC_FIX: dict[str, str] = {
@@ -460,7 +459,12 @@ def _from_dict(data: Mapping[str, Any], *, strict: bool) -> PerceiverConfig:
         # values the user wrote is a likely mistake (a warning otherwise, from resolve).
         findings += [duplicate_key_finding(key, "error") for key in duplicates]
     for key, value in data.items():
-        key = str(key)
+        if not isinstance(key, str):
+            # JSON keys are strings, and transformers takes the config as **kwargs; str() of
+            # an arbitrary key may itself fail (an int of 5,000 digits).
+            raise InputError(
+                f"config keys must be strings; got the {type(key).__name__} key {_short(key)}"
+            )
         if key == DUPLICATE_KEYS:
             continue
         if key in _KNOWN_KEYS:
@@ -485,7 +489,7 @@ def _from_dict(data: Mapping[str, Any], *, strict: bool) -> PerceiverConfig:
         try:
             id2label = {int(k): v for k, v in id2label.items()}
             fields["id2label"] = id2label
-        except (TypeError, ValueError, OverflowError):
+        except Exception:  # TypeError, ValueError, OverflowError (inf), a key's own __int__
             findings.append(
                 Finding(
                     severity="error",

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["ConfigError", "Finding", "InputError", "PerceiverCalcError"]
+__all__ = ["ConfigError", "Finding", "InputError", "PerceiverCalcError", "short_repr"]
 
 Severity = Literal["error", "warning"]
 
@@ -52,6 +52,23 @@ class Finding:
     def __str__(self) -> str:
         where = f" [{self.module}]" if self.module else ""
         return f"{self.rule}{where}; {self.fix}"
+
+
+def short_repr(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for echoing user input in a message.
+
+    Never raises: ``repr`` of an int of more than ``sys.get_int_max_str_digits()`` (4,300)
+    digits raises ValueError, and a hostile object's ``__repr__`` may raise anything. Such a
+    value is shown by its size or type instead.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        digits = int(value.bit_length() * 0.30103) + 1  # log10(2)
+        return f"<{'negative ' if value < 0 else ''}int of about {digits:,} digits>"
+    try:
+        text = repr(value)
+    except Exception:  # huge ints nested in a container, a failing __repr__
+        text = f"<{type(value).__name__} that cannot be shown>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class PerceiverCalcError(Exception):

@@ -37,7 +37,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
-from perceiver_calc.errors import Finding, InputError
+from perceiver_calc.errors import Finding, InputError, short_repr
 from perceiver_calc.resolve import ResolvedModel
 
 __all__ = [
@@ -112,8 +112,7 @@ class Workload(BaseModel):
 
 
 def _short_input(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return short_repr(value, 60)
 
 
 class InputShape(BaseModel):
