@@ -36,6 +36,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from perceiver_calc.errors import ConfigError, Finding, InputError, short_repr
+from perceiver_calc.frozen import FrozenDict, FrozenJsonObject, FrozenLabels, thaw
 
 __all__ = [
     "MODEL_CLASSES",
@@ -236,7 +237,7 @@ class PerceiverConfig(BaseModel):
     # --- PretrainedConfig keys that matter ---------------------------------------------------
     model_type: str = "perceiver"
     architectures: tuple[str, ...] | None = None
-    id2label: dict[int, str] | None = None
+    id2label: FrozenLabels | None = None
     num_labels: PositiveInt = 2
     """As given; else ``len(id2label)`` (keys counted after int conversion), else 2 (as
     transformers 5.24's PreTrainedConfig computes it)."""
@@ -246,9 +247,9 @@ class PerceiverConfig(BaseModel):
     chunk_size_feed_forward: NonNegativeInt = 0
     dtype: str | None = None
     transformers_version: str | None = None
-    base_keys: dict[str, Any] = Field(default_factory=dict)
+    base_keys: FrozenJsonObject = Field(default_factory=FrozenDict)
     """Other PretrainedConfig keys of the input, kept as given; they set no dimension."""
-    unknown_keys: dict[str, Any] = Field(default_factory=dict)
+    unknown_keys: FrozenJsonObject = Field(default_factory=FrozenDict)
     """Keys no PerceiverConfig knows; transformers would keep them as attributes. Warned about."""
     duplicate_keys: tuple[str, ...] = ()
     """Keys the JSON file gave more than once (the last value is used); warned about."""
@@ -366,7 +367,7 @@ def unknown_key_finding(key: str, value: Any, severity: Literal["error", "warnin
             severity=severity,
             code="legacy_key",
             fields=(key,),
-            values={key: value},
+            values={key: _echo(value)},
             module=None,
             rule=f"{key} ({_short(value)}) is not read by transformers: {LEGACY_KEYS[key]}",
             fix="remove it",
@@ -375,7 +376,7 @@ def unknown_key_finding(key: str, value: Any, severity: Literal["error", "warnin
         severity=severity,
         code="unknown_key",
         fields=(key,),
-        values={key: value},
+        values={key: _echo(value)},
         module=None,
         rule=f"{key} ({_short(value)}) is not a PerceiverConfig field",
         fix=_did_you_mean(key),
@@ -394,8 +395,22 @@ def duplicate_key_finding(key: str, severity: Literal["error", "warning"]) -> Fi
     )
 
 
+ECHO_LIMIT = 200
+"""Longest repr of a user value a Finding keeps as it is; longer ones are kept as a cut repr."""
+
+
+def _echo(value: Any) -> Any:
+    """``value`` for ``Finding.values``: as given (thawed) when its repr is at most ECHO_LIMIT
+    characters, else its repr cut to that length, so that a 10 MB string under an unknown key
+    is not written back in full by ``report --format json``."""
+    plain = thaw(value)
+    text = short_repr(plain, ECHO_LIMIT + 1)
+    return plain if len(text) <= ECHO_LIMIT else text[: ECHO_LIMIT - 3] + "..."
+
+
 def _short(value: Any) -> str:
-    return short_repr(value, 40)
+    # thaw: an unknown key's list is shown as the user wrote it ([1, 2]), not as frozen (1, 2)
+    return short_repr(thaw(value), 40)
 
 
 _PYDANTIC_FIX: dict[str, str] = {
@@ -435,7 +450,7 @@ def _validation_findings(err: ValidationError) -> list[Finding]:
                 severity="error",
                 code="type",
                 fields=(field,),
-                values={field: value},
+                values={field: _echo(value)},
                 module=None,
                 rule=f"{path} ({_short(value)}): {msg[0].lower()}{msg[1:]}",
                 fix=_PYDANTIC_FIX.get(

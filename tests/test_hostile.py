@@ -410,3 +410,43 @@ def test_bench_refuses_a_model_over_the_address_space_limit(tmp_path: Path) -> N
     assert "refusing to materialise the model" in proc.stderr
     assert "ulimit -v (RLIMIT_AS 3,000,000,000 bytes)" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# --- config-side containers are immutable, huge values are not echoed ---------------------------
+
+
+def test_config_containers_are_deeply_immutable() -> None:
+    data = {
+        "id2label": {"0": "a", "1": "b"},
+        "task_specific_params": {"t": [1]},
+        "x": [1, {"y": 2}],
+    }
+    config = pc.load_config(data)
+    with pytest.raises(TypeError):
+        config.id2label[2] = "c"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        config.base_keys["t"] = 1  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        config.unknown_keys["x"].append(2)
+    with pytest.raises(TypeError):
+        config.unknown_keys["x"][1]["y"] = 3
+    assert config.id2label == {0: "a", 1: "b"}  # still equal to the dict it was given as
+    assert hash(config) == hash(pc.load_config(data))  # hashable now: usable as a cache key
+    # dumps are plain dicts and lists again: JSON and transformers see what was given
+    dumped = config.model_dump()
+    assert dumped["unknown_keys"] == {"x": [1, {"y": 2}]} and type(dumped["id2label"]) is dict
+    assert json.loads(config.model_dump_json())["base_keys"] == {"task_specific_params": {"t": [1]}}
+    # the warning shows the value as written, not as frozen
+    (finding,) = [f for f in pc.resolve(config).findings if f.code == "unknown_key"]
+    assert finding.rule.startswith("x ([1, {'y': 2}])") and finding.values == {"x": [1, {"y": 2}]}
+
+
+def test_huge_unknown_value_is_not_echoed_in_full(tmp_path: Path) -> None:
+    p = tmp_path / "big.json"
+    p.write_text(json.dumps(json.loads(TINY.read_text()) | {"zz": "y" * 2_000_000}))
+    result = run("report", str(p), "--format", "json")
+    assert result.exit_code == 0
+    assert len(result.stdout) < 50_000  # the value is 2 MB
+    (finding,) = [f for f in json.loads(result.stdout)["findings"] if f["code"] == "unknown_key"]
+    assert finding["values"]["zz"].startswith("'yyy") and finding["values"]["zz"].endswith("...")
+    assert len(finding["values"]["zz"]) == 200
