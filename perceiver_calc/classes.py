@@ -15,14 +15,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from perceiver_calc.arith import Int, cdiv
+
+if TYPE_CHECKING:
+    from perceiver_calc.config import ModelClass
 
 __all__ = [
     "CLASSES",
     "CONV_STEM",
     "DEFAULT_IMAGE_SIDE",
+    "DEFAULT_MODEL_CLASS",
     "FLOW_PATCH_CHANNELS",
     "MULTIMODAL_CHUNKS",
     "MULTIMODAL_IMAGE_PATCH",
@@ -34,6 +38,9 @@ InputKind = Literal["tokens", "embeddings", "image", "flow", "multimodal"]
 ImagePreprocessor = Literal["learned", "fourier", "conv"]
 Outputs = Literal["none", "one", "max_position_embeddings", "inputs", "multimodal"]
 Loss = Literal["vocab_cross_entropy", "problem_type"]
+
+DEFAULT_MODEL_CLASS: ModelClass = "PerceiverForMaskedLM"
+"""The class of a config without ``architectures`` (as transformers' deepmind checkpoints)."""
 
 # ---- transformers' constants, named once --------------------------------------------------
 

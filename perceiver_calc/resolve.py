@@ -26,10 +26,16 @@ from perceiver_calc import parity
 from perceiver_calc.classes import (
     CLASSES,
     CONV_STEM,
+    DEFAULT_MODEL_CLASS,
     FLOW_OUTPUT_CHANNELS,
     FLOW_PATCH_CHANNELS,
     MASKED_LM_DECODER_HEADS,
     MASKED_LM_DECODER_QK_CHANNELS,
+    MULTIMODAL_AUDIO_BANDS,
+    MULTIMODAL_IMAGE_BANDS,
+    MULTIMODAL_IMAGE_PATCH,
+    MULTIMODAL_INPUT_PADDING,
+    MULTIMODAL_QUERY_PADDING,
 )
 from perceiver_calc.config import (
     HIDDEN_ACTS,
@@ -826,9 +832,11 @@ def _multimodal(ctx: _Ctx) -> list[Module]:
     hard: Source = "hardcoded"
     spp = ctx.field("samples_per_patch")
     nl = ctx.field("num_labels")
-    c_audio = spp.value + 192 * 2 + 1
-    c_image = 3 * 4 * 4 + 32 * 3 * 2 + 3
-    k = max(c_audio, c_image, nl.value) + 4
+    # audio: samples_per_patch + 1-D Fourier features (192 bands, sin/cos, + position)
+    c_audio = spp.value + MULTIMODAL_AUDIO_BANDS * 2 + 1
+    # image: 4x4x3 patches + 3-D Fourier features (32 bands x 3 dims, sin/cos, + 3 positions)
+    c_image = 3 * MULTIMODAL_IMAGE_PATCH**2 + MULTIMODAL_IMAGE_BANDS * 3 * 2 + 3
+    k = max(c_audio, c_image, nl.value) + MULTIMODAL_INPUT_PADDING
     kv = Dim(
         value=k,
         source="derived",
@@ -839,7 +847,7 @@ def _multimodal(ctx: _Ctx) -> list[Module]:
         source="explicit" if "label_trainable_num_channels" in cfg.model_fields_set else "default",
         rule="_label_trainable_num_channels",
     )
-    qc = max(385, 195, t.value) + 2
+    qc = max(385, 195, t.value) + MULTIMODAL_QUERY_PADDING
     q = Dim(
         value=qc,
         source="derived",
@@ -957,7 +965,7 @@ def model_class_of(config: PerceiverConfig, override: str | None = None) -> Mode
         else (config.architectures[0] if config.architectures else None)
     )
     if name is None:
-        return "PerceiverForMaskedLM"
+        return DEFAULT_MODEL_CLASS
     for cls in MODEL_CLASSES:
         if cls == name:
             return cls
