@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from perceiver_calc.errors import ConfigError, Finding
@@ -35,7 +36,7 @@ class ModuleDims:
 
     path: str
     kind: str
-    dims: dict[str, Dim]
+    dims: Mapping[str, Dim]
     notes: tuple[str, ...] = ()
 
 
@@ -70,7 +71,7 @@ class Report:
 def module_dims(m: Module) -> ModuleDims:
     """The dims of one resolved module, for display (each kind describes itself)."""
     path, kind, dims, notes = m.describe()
-    return ModuleDims(path=path, kind=kind, dims=dims, notes=notes)
+    return ModuleDims(path=path, kind=kind, dims=MappingProxyType(dims), notes=notes)
 
 
 def build_report(
