@@ -11,7 +11,6 @@ import torch.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import subprocess
 import sys
