@@ -29,8 +29,10 @@ if TYPE_CHECKING:  # the names, for type checkers and IDEs; at run time __getatt
     from perceiver_calc.memory import MemoryCounts, count_memory
     from perceiver_calc.modules import Dim, ResolvedModel
     from perceiver_calc.params import ParamCounts, count_params
+    from perceiver_calc.plan import compare, fit, pareto_front, training_plan
     from perceiver_calc.report import Report, build_report
     from perceiver_calc.resolve import model_class_of, resolve, validate
+    from perceiver_calc.sweep import Sweep, SweepResult, evaluate, grid
     from perceiver_calc.workload import Workload, check_workload, lengths
 
 # Public name -> the module that defines it. Imported on first use (PEP 562), so that
@@ -64,6 +66,15 @@ _EXPORTS: dict[str, str] = {
     "Workload": "workload",
     "check_workload": "workload",
     "lengths": "workload",
+    # the planning API (numpy; imported on first use)
+    "Sweep": "sweep",
+    "SweepResult": "sweep",
+    "evaluate": "sweep",
+    "grid": "sweep",
+    "compare": "plan",
+    "fit": "plan",
+    "pareto_front": "plan",
+    "training_plan": "plan",
 }
 
 __all__ = [
@@ -83,16 +94,24 @@ __all__ = [
     "PerceiverConfig",
     "Report",
     "ResolvedModel",
+    "Sweep",
+    "SweepResult",
     "Workload",
     "build_report",
     "check_workload",
+    "compare",
     "count_flops",
     "count_memory",
     "count_params",
+    "evaluate",
+    "fit",
+    "grid",
     "lengths",
     "load_config",
     "model_class_of",
+    "pareto_front",
     "resolve",
+    "training_plan",
     "validate",
 ]
 
