@@ -22,19 +22,25 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names, for type checkers and IDEs; at run time __getattr__ below
+    from perceiver_calc.classes import CLASSES, ModelClassSpec
     from perceiver_calc.config import MODEL_CLASSES, ModelClass, PerceiverConfig, load_config
     from perceiver_calc.errors import ConfigError, Finding, InputError, PerceiverCalcError
     from perceiver_calc.flops import FlopCounts, ModuleFlops, count_flops
     from perceiver_calc.memory import MemoryCounts, count_memory
+    from perceiver_calc.modules import Dim, ResolvedModel
     from perceiver_calc.params import ParamCounts, count_params
+    from perceiver_calc.plan import compare, fit, pareto_front, training_plan
     from perceiver_calc.report import Report, build_report
-    from perceiver_calc.resolve import Dim, ResolvedModel, model_class_of, resolve, validate
+    from perceiver_calc.resolve import model_class_of, resolve, validate
+    from perceiver_calc.sweep import Sweep, SweepResult, evaluate, grid
     from perceiver_calc.workload import Workload, check_workload, lengths
 
 # Public name -> the module that defines it. Imported on first use (PEP 562), so that
 # ``import perceiver_calc.cli`` loads only what the command it runs needs (the report path
 # has an import-time budget: tests/test_import_budget.py).
 _EXPORTS: dict[str, str] = {
+    "CLASSES": "classes",
+    "ModelClassSpec": "classes",
     "MODEL_CLASSES": "config",
     "ModelClass": "config",
     "PerceiverConfig": "config",
@@ -52,17 +58,27 @@ _EXPORTS: dict[str, str] = {
     "count_params": "params",
     "Report": "report",
     "build_report": "report",
-    "Dim": "resolve",
-    "ResolvedModel": "resolve",
+    "Dim": "modules",
+    "ResolvedModel": "modules",
     "model_class_of": "resolve",
     "resolve": "resolve",
     "validate": "resolve",
     "Workload": "workload",
     "check_workload": "workload",
     "lengths": "workload",
+    # the planning API (numpy; imported on first use)
+    "Sweep": "sweep",
+    "SweepResult": "sweep",
+    "evaluate": "sweep",
+    "grid": "sweep",
+    "compare": "plan",
+    "fit": "plan",
+    "pareto_front": "plan",
+    "training_plan": "plan",
 }
 
 __all__ = [
+    "CLASSES",
     "MODEL_CLASSES",
     "ConfigError",
     "Dim",
@@ -71,22 +87,31 @@ __all__ = [
     "InputError",
     "MemoryCounts",
     "ModelClass",
+    "ModelClassSpec",
     "ModuleFlops",
     "ParamCounts",
     "PerceiverCalcError",
     "PerceiverConfig",
     "Report",
     "ResolvedModel",
+    "Sweep",
+    "SweepResult",
     "Workload",
     "build_report",
     "check_workload",
+    "compare",
     "count_flops",
     "count_memory",
     "count_params",
+    "evaluate",
+    "fit",
+    "grid",
     "lengths",
     "load_config",
     "model_class_of",
+    "pareto_front",
     "resolve",
+    "training_plan",
     "validate",
 ]
 

@@ -60,17 +60,6 @@ __all__ = ["FIT_FRACTION", "register"]
 # Refuse to materialise a model whose predicted bytes exceed this share of the free memory:
 # the prediction leaves out the allocator's slack, torch's workspaces and the CUDA context.
 FIT_FRACTION = 0.9
-# Classes whose forward computes a loss from labels (check and bench train with labels there,
-# as count_memory assumes).
-_LABEL_CLASSES = frozenset(
-    {
-        "PerceiverForMaskedLM",
-        "PerceiverForSequenceClassification",
-        "PerceiverForImageClassificationLearned",
-        "PerceiverForImageClassificationFourier",
-        "PerceiverForImageClassificationConvProcessing",
-    }
-)
 _GIB = 2**30
 
 
@@ -138,8 +127,10 @@ def _spec(m: ModuleType, resolved: ResolvedModel, workload: Workload) -> Any:
     """The inputs; labels where the class takes them and the workload trains."""
     from perceiver_calc.workload import resolved_inputs
 
-    sizes = resolved_inputs(resolved, workload).model_dump()
-    labels = workload.mode == "training" and resolved.model in _LABEL_CLASSES
+    sizes = resolved_inputs(resolved, workload).as_dict()
+    # classes whose forward computes a loss from labels train with labels (as count_memory
+    # assumes): the class table says which
+    labels = workload.mode == "training" and resolved.spec.takes_labels
     return m.InputSpec.of(resolved.model, sizes, with_labels=labels)
 
 

@@ -7,8 +7,8 @@ Exit 2 for bad input. matplotlib is imported only when ``--plot`` is given (extr
 from __future__ import annotations
 
 import csv
-import io
 import json
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -96,30 +96,42 @@ def _sweep(path: Path, vary: list[str], model: str | None, wl: Workload) -> Swee
         _fail(f"error: {err}", 2)
     if len(sw) < 2000:
         return evaluate(sw)
+    from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(console=_stdout(), transient=True) as bar:
+    # progress on stderr: stdout holds the rows (CSV, JSON) and must stay clean
+    with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("sweeping", total=len(sw))
         return evaluate(sw, progress=lambda done, _n: bar.update(task, completed=done))
 
 
+TABLE_ROWS = 50
+"""The table format shows at most this many valid rows and invalid reasons (the first ones);
+csv and json give every row."""
+
+
 def _render(res: SweepResult, rows: list[int], fmt: OutFormat, title: str) -> None:
-    from perceiver_calc.sweep import COUNTS
+    from perceiver_calc.sweep import CHUNK_ROWS, COUNTS
 
     names = list(res.sweep.columns)
-    data = [res.rows()[i] for i in rows] if len(rows) < len(res) else res.rows()
+    every = len(rows) == len(res)
     if fmt is OutFormat.json:
+        data = res.rows() if every else [res.row(i) for i in rows]
         typer.echo(json.dumps(data, indent=2))
         return
     if fmt is OutFormat.csv:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=[*names, "valid", *COUNTS, "reason"])
+        # streamed: one block of rows converted and written at a time (bounded memory)
+        out = sys.stdout
+        w = csv.DictWriter(out, fieldnames=[*names, "valid", *COUNTS, "reason"])
         w.writeheader()
-        for row in data:
-            w.writerow(row)
-        typer.echo(buf.getvalue(), nl=False)
+        if every:
+            for start in range(0, len(res), CHUNK_ROWS):
+                w.writerows(res.iter_rows(start, min(start + CHUNK_ROWS, len(res))))
+        else:
+            w.writerows(res.row(i) for i in rows)
+        out.flush()
         return
-    out = _stdout()
+    console = _stdout()
     from rich.table import Table
 
     table = Table(title=title, box=None)
@@ -127,9 +139,14 @@ def _render(res: SweepResult, rows: list[int], fmt: OutFormat, title: str) -> No
         table.add_column(n, justify="right")
     for c in ("params", "forward_flops", "training_flops", "memory_bytes"):
         table.add_column(c, justify="right")
+    shown = 0
     invalid: list[str] = []
-    for row in data:
-        if row["valid"]:
+    n_valid = 0
+    for i in rows:
+        valid = bool(res.valid[i])
+        n_valid += valid
+        if valid and shown < TABLE_ROWS:
+            row = res.row(i)
             table.add_row(
                 *(str(row[n]) for n in names),
                 f"{row['params']:,}",
@@ -137,14 +154,31 @@ def _render(res: SweepResult, rows: list[int], fmt: OutFormat, title: str) -> No
                 f"{row['training_flops']:.3e}",
                 f"{row['memory_bytes'] / 2**30:.2f} GiB",
             )
-        else:
+            shown += 1
+        elif not valid and len(invalid) < TABLE_ROWS:
+            row = res.row(i)
             vals = ", ".join(f"{n}={row[n]}" for n in names)
             invalid.append(f"  {vals}: {row['reason']}")
-    out.print(table)
+        if shown >= TABLE_ROWS and len(invalid) >= TABLE_ROWS and len(rows) > 10 * TABLE_ROWS:
+            # a bounded summary: count the rest without converting them
+            n_valid = int(res.valid[rows].sum())
+            break
+    console.print(table)
+    n_invalid = len(rows) - n_valid
+    if shown < n_valid:
+        console.print(
+            f"(first {shown} of {n_valid:,} valid rows shown; --format csv or json gives all)",
+            markup=False,
+        )
     if invalid:
-        out.print(f"invalid ({len(invalid)}):", markup=False)
+        console.print(f"invalid ({n_invalid:,}):", markup=False)
         for line in invalid:
-            out.print(line, markup=False)
+            console.print(line, markup=False)
+        if len(invalid) < n_invalid:
+            console.print(
+                f"  ... {n_invalid - len(invalid):,} more (--format csv or json gives all)",
+                markup=False,
+            )
 
 
 def _check_plot(out: Path | None) -> None:

@@ -34,21 +34,23 @@ for ``copies`` (num_self_attends_per_block) layers: its counts multiply, never l
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
-from perceiver_calc.params import count_params
-from perceiver_calc.resolve import (
-    BatchNorm2d,
+from perceiver_calc.modules import (
+    ACT_FLOPS,
+    GELU_FLOPS,
     Conv2d,
+    Elementwise,
     Embedding,
-    FourierFeatures,
     Linear,
     Module,
-    Parameter,
-    PerceiverLayer,
+    Op,
     ResolvedModel,
     TiedOutput,
 )
+from perceiver_calc.params import count_params
 from perceiver_calc.workload import Workload, lengths, resolved_inputs
 
 __all__ = [
@@ -61,42 +63,17 @@ __all__ = [
     "tokens_of",
 ]
 
-# Elementwise estimate, FLOPs per element (documented in docs/conventions.md).
-LAYERNORM_FLOPS = 5  # subtract mean, square, normalise, scale, shift
-SOFTMAX_FLOPS = 5  # max, subtract, exp, sum, divide
-GELU_FLOPS = 8  # 0.5·x·(1 + erf(x/√2)): ~3 arithmetic + erf
-ACT_FLOPS = 1  # relu and other cheap activations
-BATCHNORM_FLOPS = 4
-MAXPOOL_FLOPS_PER_OUTPUT = 8  # 9 inputs, 8 comparisons
 
-
-class Op(BaseModel):
-    """One matmul (or convolution) of a module's forward pass, per application."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    """transformers submodule (``attention.self.query``) or op (``attention.self:scores``)."""
-    macs: int
-    """Multiply-adds of one forward application, whole batch."""
-    grad_operands: int
-    """How many of its operands autograd differentiates: backward MACs = grad_operands·macs."""
-    term: str
-    """The token counts it is proportional to (with batch size): ``latents*inputs``, ..."""
-
-
-class ModuleFlops(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModuleFlops:
     forward: int
     backward: int
     elementwise_forward: int = 0
 
 
-class FlopCounts(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlopCounts:
     """FLOPs (2 per MAC, matmuls and convolutions only, as FlopCounterMode counts them)."""
-
-    model_config = ConfigDict(frozen=True)
 
     forward: int
     backward: int
@@ -108,16 +85,16 @@ class FlopCounts(BaseModel):
     """Multiply-adds of the forward pass (= forward / 2)."""
     elementwise_forward: int
     """Estimate of LayerNorm, softmax, activation, scaling, bias and residual work; separate."""
-    by_module: dict[str, ModuleFlops]
+    by_module: Mapping[str, ModuleFlops]
     """Resolved module path -> FLOPs (self-attention layers counted num_blocks times)."""
-    ops: dict[str, int]
+    ops: Mapping[str, int]
     """Forward FLOPs per transformers submodule / op, e.g.
     ``perceiver.encoder.cross_attention.attention.self:scores``."""
-    forward_terms: dict[str, int]
+    forward_terms: Mapping[str, int]
     """Forward FLOPs grouped by the token counts they scale with: ``inputs`` (linear in the
     input length M), ``latents*inputs``, ``latents``, ``latents*latents``, ``outputs``,
     ``outputs*latents``; all are also linear in batch size."""
-    lengths: dict[str, int]
+    lengths: Mapping[str, int]
     six_n_d: int
     """6 · parameters · tokens (the popular estimate of a training step)."""
     six_n_d_params: int
@@ -127,12 +104,7 @@ class FlopCounts(BaseModel):
     """six_n_d / training_step (without recompute): > 1 means the rule overestimates."""
 
 
-def _term(*names: str) -> str:
-    parts = sorted(n for n in names if n != "one")
-    return "*".join(parts) if parts else "one"
-
-
-def tokens_of(m: Linear | TiedOutput | Embedding, lens: dict[str, int]) -> tuple[int, str]:
+def tokens_of(m: Linear | TiedOutput | Embedding, lens: Mapping[str, int]) -> tuple[int, str]:
     """Rows a module is applied to, and the token count's family (``outputs.image`` ->
     ``outputs``) for the scaling terms."""
     return lens[m.tokens], m.tokens.split(".")[0]
@@ -144,164 +116,36 @@ def consumes_model_inputs(m: Module) -> bool:
     return isinstance(m, (Conv2d, Linear)) and m.reads_model_inputs
 
 
-def _conv_out(size: int, m: Conv2d) -> int:
-    if m.same_padding:
-        # Conv2dSamePadding pads k-1 in total: out = ceil(size / stride).
-        return -(-size // m.stride)
-    return (size - m.kernel_size) // m.stride + 1
-
-
 def module_ops(
-    m: Module, lens: dict[str, int], batch: int, image_size: tuple[int, int] | None = None
-) -> list[Op]:
+    m: Module, lens: Mapping[str, int], batch: int, image_size: tuple[int, int] | None = None
+) -> tuple[Op, ...]:
     """The matmuls/convolutions of one module (one application), whole batch."""
-    b = batch
-    match m:
-        case PerceiverLayer():
-            q_len, kv_len = lens[m.q_len], lens[m.kv_len]
-            q, kv = m.q_dim.value, m.kv_dim.value
-            qk, v, out = m.qk_channels.value, m.v_channels.value, m.output_channels.value
-            hidden = m.widening_factor.value * q
-            tq, tk, tqk = _term(m.q_len), _term(m.kv_len), _term(m.q_len, m.kv_len)
-            a = "attention.self"
-            return [
-                # (B·Q, q_dim) x (q_dim, qk) -> (B·Q, qk)
-                Op(name=f"{a}.query", macs=b * q_len * q * qk, grad_operands=2, term=tq),
-                # (B·K, kv_dim) x (kv_dim, qk); self-attention: K rows = the latents
-                Op(name=f"{a}.key", macs=b * kv_len * kv * qk, grad_operands=2, term=tk),
-                Op(name=f"{a}.value", macs=b * kv_len * kv * v, grad_operands=2, term=tk),
-                # per head (B·H, Q, qk/H) x (B·H, qk/H, K) -> (B·H, Q, K): B·Q·K·qk MACs
-                Op(name=f"{a}:scores", macs=b * q_len * kv_len * qk, grad_operands=2, term=tqk),
-                # per head (B·H, Q, K) x (B·H, K, v/H) -> (B·H, Q, v/H): B·Q·K·v MACs
-                Op(name=f"{a}:context", macs=b * q_len * kv_len * v, grad_operands=2, term=tqk),
-                Op(
-                    name="attention.output.dense",
-                    macs=b * q_len * v * out,
-                    grad_operands=2,
-                    term=tq,
-                ),
-                Op(name="mlp.dense1", macs=b * q_len * q * hidden, grad_operands=2, term=tq),
-                Op(name="mlp.dense2", macs=b * q_len * hidden * q, grad_operands=2, term=tq),
-            ]
-        case Linear():
-            rows, t = tokens_of(m, lens)
-            grads = 1 if consumes_model_inputs(m) else 2
-            return [
-                Op(
-                    name="",
-                    macs=b * rows * m.in_features.value * m.out_features.value,
-                    grad_operands=grads,
-                    term=_term(t),
-                )
-            ]
-        case TiedOutput():
-            rows, t = tokens_of(m, lens)
-            # (B·O, C) x (C, V): logits = h @ embeddings.weightᵀ (+ bias, not a matmul)
-            return [
-                Op(
-                    name="",
-                    macs=b * rows * m.in_features.value * m.vocab_size.value,
-                    grad_operands=2,
-                    term=_term(t),
-                )
-            ]
-        case Conv2d():
-            assert image_size is not None, "convolutions read the image"
-            h, w = image_size
-            ho, wo = _conv_out(h, m), _conv_out(w, m)
-            k2 = m.kernel_size * m.kernel_size
-            macs = b * ho * wo * m.in_channels.value * m.out_channels.value * k2
-            # Pixels need no gradient: only the weight gradient (a conv of the same cost).
-            return [Op(name="", macs=macs, grad_operands=1, term="inputs")]
-        case Embedding() | BatchNorm2d() | Parameter() | FourierFeatures():
-            # Lookups, normalisation, bare parameters and parameter-free sin/cos features:
-            # no matmul (their elementwise work is in the estimate).
-            return []
-    raise AssertionError(f"unknown module {m!r}")
-
-
-def _elementwise(
-    m: Module,
-    lens: dict[str, int],
-    b: int,
-    resolved: ResolvedModel,
-    training: bool,
-    image_size: tuple[int, int] | None,
-) -> int:
-    cfg = resolved.config
-    act = GELU_FLOPS if cfg.hidden_act.startswith("gelu") else ACT_FLOPS
-    match m:
-        case PerceiverLayer():
-            q_len, kv_len = lens[m.q_len], lens[m.kv_len]
-            q, kv = m.q_dim.value, m.kv_dim.value
-            qk, v, out = m.qk_channels.value, m.v_channels.value, m.output_channels.value
-            hidden = m.widening_factor.value * q
-            heads = m.num_heads.value
-            scores = b * heads * q_len * kv_len
-            total = LAYERNORM_FLOPS * b * q_len * q * 2  # layernorm1, layernorm
-            if m.is_cross:
-                total += LAYERNORM_FLOPS * b * kv_len * kv  # layernorm2
-            # bias adds of query, key, value, output.dense, dense1, dense2
-            total += b * (
-                q_len * qk + kv_len * qk + kv_len * v + q_len * out + q_len * hidden + q_len * q
-            )
-            total += scores * (1 + SOFTMAX_FLOPS)  # scaling by 1/√d, softmax
-            if training and cfg.attention_probs_dropout_prob > 0:
-                total += scores
-            if m.use_query_residual:
-                total += b * q_len * out
-            total += act * b * q_len * hidden + b * q_len * q  # activation, MLP residual
-            return total * m.runs  # copies x applications, closed form
-        case Linear():
-            rows, _ = tokens_of(m, lens)
-            return b * rows * m.out_features.value if m.bias else 0
-        case TiedOutput():
-            rows, _ = tokens_of(m, lens)
-            return b * rows * m.vocab_size.value
-        case Embedding():
-            # token + position embeddings are added once (counted on the position table)
-            return b * lens[m.tokens] * m.embedding_dim.value if "position" in m.path else 0
-        case Conv2d():
-            if image_size is None:
-                return 0
-            ho, wo = _conv_out(image_size[0], m), _conv_out(image_size[1], m)
-            return b * ho * wo * m.out_channels.value if m.bias else 0
-        case BatchNorm2d():
-            # follows the conv stem: BatchNorm + ReLU on the conv output, then the max-pool
-            if image_size is None:
-                return 0
-            h1, w1 = -(-image_size[0] // 2), -(-image_size[1] // 2)
-            n = b * h1 * w1 * m.num_features.value
-            pooled = b * lens["inputs"] * m.num_features.value
-            return n * (BATCHNORM_FLOPS + ACT_FLOPS) + pooled * MAXPOOL_FLOPS_PER_OUTPUT
-        case FourierFeatures():
-            # computed once per forward (not per sample): products, sin and cos of
-            # n·d·num_bands values
-            n = lens["inputs"] if "decoder" not in m.path else 0
-            return 3 * n * m.num_dims * m.num_bands.value
-        case Parameter():
-            return 0
-    return 0
+    return m.ops(lens, batch, image_size)
 
 
 def count_flops(resolved: ResolvedModel, workload: Workload) -> FlopCounts:
     """Exact matmul FLOPs of one forward, backward and training step of ``resolved`` on
-    ``workload``; see the module docstring for the conventions."""
+    ``workload``; see the module docstring for the conventions. Closed form: a shared block's
+    ops count once, times its runs (copies x num_blocks)."""
     lens = lengths(resolved, workload)
     inp = resolved_inputs(resolved, workload)
     b = workload.batch_size
     image = inp.image_size if resolved.input_kind == "image" else None
-    training = workload.mode == "training"
+    cfg = resolved.config
+    env = Elementwise(
+        act_flops=GELU_FLOPS if cfg.hidden_act.startswith("gelu") else ACT_FLOPS,
+        dropout_training=workload.mode == "training" and cfg.attention_probs_dropout_prob > 0,
+    )
     by_module: dict[str, ModuleFlops] = {}
     ops: dict[str, int] = {}
     terms: dict[str, int] = {}
     fwd_macs = bwd_macs = recompute_macs = elementwise = 0
     for m in resolved.modules:
-        mod_ops = module_ops(m, lens, b, image)
-        apps = m.runs if isinstance(m, PerceiverLayer) else 1  # a shared block: copies x num_blocks
+        mod_ops = m.ops(lens, b, image)
+        apps = m.n_runs()  # a shared block: copies x num_blocks
         f = sum(o.macs for o in mod_ops) * apps
         bw = sum(o.macs * o.grad_operands for o in mod_ops) * apps
-        ew = _elementwise(m, lens, b, resolved, training, image)
+        ew = m.elementwise(lens, b, env, image)
         for o in mod_ops:
             key = f"{m.path}.{o.name}" if o.name else m.path
             ops[key] = ops.get(key, 0) + 2 * o.macs * apps
@@ -315,7 +159,7 @@ def count_flops(resolved: ResolvedModel, workload: Workload) -> FlopCounts:
         fwd_macs += f
         bwd_macs += bw
         elementwise += ew
-        if workload.checkpointing and isinstance(m, PerceiverLayer):
+        if workload.checkpointing and m.kind == "layer":
             # Checkpointing keeps each layer's inputs and reruns its forward during backward.
             recompute_macs += f
     forward, backward, recompute = 2 * fwd_macs, 2 * bwd_macs, 2 * recompute_macs
@@ -330,10 +174,10 @@ def count_flops(resolved: ResolvedModel, workload: Workload) -> FlopCounts:
         training_step=step + recompute,
         macs_forward=fwd_macs,
         elementwise_forward=elementwise,
-        by_module=by_module,
-        ops=ops,
-        forward_terms=terms,
-        lengths=lens,
+        by_module=MappingProxyType(by_module),
+        ops=MappingProxyType(ops),
+        forward_terms=MappingProxyType(terms),
+        lengths=MappingProxyType(dict(lens)),
         six_n_d=six,
         six_n_d_params=params,
         six_n_d_tokens=tokens,

@@ -33,21 +33,25 @@ Conventions (docs/conventions.md explains each one):
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
-from perceiver_calc.flops import tokens_of
-from perceiver_calc.params import buffer_shapes, count_params
-from perceiver_calc.resolve import (
+from perceiver_calc.arith import Int, maximum
+from perceiver_calc.classes import FLOW_PATCH_CHANNELS
+from perceiver_calc.modules import (
+    BatchNorm2d,
     Conv2d,
+    Kind,
     Linear,
-    PerceiverLayer,
     ResolvedModel,
     TiedOutput,
 )
-from perceiver_calc.workload import Dtype, Workload, conv_stem_sizes, lengths, resolved_inputs
+from perceiver_calc.params import count_params
+from perceiver_calc.workload import Dtype, Workload, lengths, resolved_inputs
 
 __all__ = [
     "MemoryCounts",
@@ -58,9 +62,6 @@ __all__ = [
 ]
 
 Device = Literal["cpu", "cuda"]
-Kind = Literal["float", "stat", "index", "mask"]
-"""float: an activation in the compute dtype; stat: LayerNorm/BatchNorm statistics;
-index: int64 (token ids, labels, max-pool indices); mask: the dropout mask."""
 
 
 def bytes_per_element(kind: Kind, dtype: Dtype, device: Device) -> int:
@@ -87,10 +88,9 @@ _STATE_BYTES: dict[Dtype, int] = {"fp32": 4, "bf16": 2, "fp16": 2, "mixed-bf16":
 _STATES = {"sgd": 0, "sgd-momentum": 1, "adam": 2, "adamw": 2}
 
 
-class SavedTensor(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SavedTensor:
     """One storage autograd keeps for backward."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: str
     """Identity of the storage (views of one storage share it; counted once)."""
@@ -107,10 +107,9 @@ class SavedTensor(BaseModel):
     (copies x num_blocks); ``elements`` is their total. Closed form: no loop over layers."""
 
 
-class MemoryCounts(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryCounts:
     """Bytes (exact integers) for one workload."""
-
-    model_config = ConfigDict(frozen=True)
 
     dtype: Dtype
     mode: Literal["inference", "training"]
@@ -131,8 +130,9 @@ class MemoryCounts(BaseModel):
     total_bytes: int
     """Training: weights + gradients + optimizer + activations (+ recompute peak).
     Inference: inference_peak_bytes."""
-    by_module: dict[str, int]
-    """Activation bytes kept for backward per resolved module path (chosen checkpointing)."""
+    by_module: Mapping[str, int]
+    """Activation bytes kept for backward per resolved module path (chosen checkpointing;
+    read-only)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,19 +152,19 @@ class _Graph:
         self,
         sid: str | None,
         module: str,
-        elements: int,
+        elements: Int,
         kind: Kind = "float",
         *,
         layer_input: bool = False,
         in_layer: str | None = None,
-        count: int = 1,
+        count: Int = 1,
     ) -> None:
         if sid is None or elements <= 0 or count <= 0:
             return  # a parameter's storage (latents, trainable queries), or an empty tensor
         prev = self.saved.get(sid)
         if prev is not None:
             if layer_input and not prev.layer_input:
-                self.saved[sid] = prev.model_copy(update={"layer_input": True, "in_layer": None})
+                self.saved[sid] = dataclasses.replace(prev, layer_input=True, in_layer=None)
             return
         self.saved[sid] = SavedTensor(
             id=sid,
@@ -214,70 +214,6 @@ def _activation_saves(hidden_act: str) -> int:
     return ACTIVATION_SAVES.get(hidden_act, 2)
 
 
-def _layer(
-    g: _Graph,
-    m: PerceiverLayer,
-    app: int,
-    x: str | None,
-    y: str | None,
-    lens: dict[str, int],
-    b: int,
-    dropout: float,
-    act_saves: int,
-    count: int = 1,
-) -> str:
-    """Saved tensors of one PerceiverLayer application (modeling_perceiver.py L136-415), or
-    of ``count`` applications of same-shape layers chained one into the next (the shared
-    block: each saves its own input, the previous one's output, and its own internals).
-
-    ``x``: storage of the queries' input (None for a batch-expanded parameter), ``y``: of the
-    keys/values' input (cross-attention). Returns the (last) layer output's storage."""
-    p = m.path
-    tag = f"{p}@{app}"
-    q_len, kv_len = lens[m.q_len], lens[m.kv_len]
-    q, kv = m.q_dim.value, m.kv_dim.value
-    qk, v, out = m.qk_channels.value, m.v_channels.value, m.output_channels.value
-    hidden = m.widening_factor.value * q
-    scores = b * m.num_heads.value * q_len * kv_len
-
-    def save(name: str, n: int, kind: Kind = "float") -> None:
-        g.save(g.new(f"{tag}:{name}"), p, n, kind, in_layer=tag, count=count)
-
-    # layernorm1 saves its input, mean and rstd (B, Q, 1) each; its output feeds query (and
-    # key/value in self-attention) and is saved by those Linears.
-    g.save(x, p, b * q_len * q, layer_input=True, count=count)
-    save("layernorm1.mean", b * q_len, "stat")
-    save("layernorm1.rstd", b * q_len, "stat")
-    save("layernorm1.out", b * q_len * q)
-    if m.is_cross:
-        g.save(y, p, b * kv_len * kv, layer_input=True)
-        save("layernorm2.mean", b * kv_len, "stat")
-        save("layernorm2.rstd", b * kv_len, "stat")
-        save("layernorm2.out", b * kv_len * kv)
-    # torch.matmul of the per-head views folds (B, H) into one batch dim: reshape copies the
-    # permuted Q, Kᵀ and V, and bmm saves those copies (views when H == 1, same size).
-    save("queries", b * q_len * qk)
-    save("keys", b * kv_len * qk)
-    save("softmax.out", scores)  # softmax saves its output
-    if 0 < dropout < 1:
-        # CPU: input * noise saves the float noise; CUDA: native_dropout saves a bool mask.
-        save("dropout.mask", scores, "mask")
-        save("dropout.out", scores)  # saved by the context bmm
-    elif dropout >= 1:
-        save("dropout.zero", 1, "mask")  # input * zeros(()) saves the 0-dim zero
-        save("dropout.out", scores)
-    # p == 0: dropout returns its input; the context bmm saves the softmax output again.
-    save("values", b * kv_len * v)
-    save("context", b * q_len * v)  # permuted back, made contiguous, saved by output.dense
-    save("attention.out", b * q_len * out)  # (+ query residual), saved by layernorm
-    save("layernorm.mean", b * q_len, "stat")
-    save("layernorm.rstd", b * q_len, "stat")
-    save("layernorm.out", b * q_len * q)  # saved by mlp.dense1
-    for i in range(act_saves):
-        save(f"mlp.act{i}", b * q_len * hidden)
-    return g.new(f"{tag}:output")
-
-
 def saved_tensors(
     resolved: ResolvedModel, workload: Workload, *, with_labels: bool | None = None
 ) -> list[SavedTensor]:
@@ -288,11 +224,11 @@ def saved_tensors(
     lens = lengths(resolved, workload)
     inp = resolved_inputs(resolved, workload)
     b = workload.batch_size
-    model = resolved.model
+    spec = resolved.spec
     dropout = cfg.attention_probs_dropout_prob
     act = _activation_saves(cfg.hidden_act)
     if with_labels is None:
-        with_labels = model in _LABEL_CLASSES
+        with_labels = spec.takes_labels
     g = _Graph()
     mods = {m.path: m for m in resolved.modules}
     pre = "perceiver.input_preprocessor"
@@ -309,12 +245,13 @@ def saved_tensors(
         prep = g.new("embeddings+positions")
     elif kind == "image":
         assert inp.image_size is not None
-        h, w = inp.image_size
-        if model == "PerceiverForImageClassificationLearned":
-            conv = mods[f"{pre}.convnet_1x1"]
-            assert isinstance(conv, Conv2d)
-            # the conv saves the pixels (for its weight gradient)
-            g.save(g.new("pixel_values"), conv.path, b * conv.in_channels.value * h * w)
+        # the conv saves the pixels (zero-padded first by Conv2dSamePadding), for its weight
+        # gradient; the conv stem's BatchNorm, ReLU and max-pool save theirs
+        for conv in resolved.find(Conv2d):
+            conv.save_for_backward(g, b, inp.image_size)
+        for bn in resolved.find(BatchNorm2d):
+            bn.save_for_backward(g, b, inp.image_size, lens["inputs"])
+        if spec.image_preprocessor == "learned":
             proj = mods[f"{pre}.positions_projection"]
             assert isinstance(proj, Linear)
             # Linear on the batch-expanded positions (B, S², C): for B > 1 the stride-0 tensor
@@ -326,24 +263,6 @@ def saved_tensors(
                     proj.path,
                     b * lens["inputs"] * proj.in_features.value,
                 )
-        elif model == "PerceiverForImageClassificationConvProcessing":
-            conv = mods[f"{pre}.convnet.conv"]
-            assert isinstance(conv, Conv2d)
-            (h1, w1), _ = conv_stem_sizes(h, w)
-            c_out = conv.out_channels.value
-            pad = conv.kernel_size - 1
-            # Conv2dSamePadding: the zero-padded pixels are saved by the conv.
-            g.save(
-                g.new("padded_pixels"),
-                conv.path,
-                b * conv.in_channels.value * (h + pad) * (w + pad),
-            )
-            bn = f"{pre}.convnet.batchnorm"
-            g.save(g.new("conv.out"), bn, b * c_out * h1 * w1)  # batchnorm input
-            g.save(g.new("bn.mean"), bn, c_out, "stat")
-            g.save(g.new("bn.invstd"), bn, c_out, "stat")
-            g.save(g.new("relu.out"), bn, b * c_out * h1 * w1)  # relu result = pool input
-            g.save(g.new("maxpool.indices"), bn, b * c_out * lens["inputs"], "index")
         prep = g.new("preprocessed")
     elif kind == "flow":
         lin = mods[f"{pre}.conv_after_patches"]
@@ -365,10 +284,10 @@ def saved_tensors(
     layers = resolved.layers()
     cross = next(m for m in layers if m.role == "encoder_cross")
     selfs = [m for m in layers if m.role == "encoder_self"]
-    z = _layer(g, cross, 0, None, prep, lens, b, dropout, act)
+    z = cross.save_for_backward(g, None, prep, lens, b, dropout, act)
     for m in selfs:  # the shared block: num_blocks x L same-shape applications, folded
         if m.runs > 0:
-            z = _layer(g, m, 0, z, None, lens, b, dropout, act, count=m.runs)
+            z = m.save_for_backward(g, z, None, lens, b, dropout, act, count=m.runs)
 
     # --- decoder and head ------------------------------------------------------------------
     dec = next((m for m in layers if m.role == "decoder_cross"), None)
@@ -380,7 +299,7 @@ def saved_tensors(
         query = None
     else:
         query = g.new("decoder_query")  # multimodal: concat of the padded modality queries
-    out = _layer(g, dec, 0, query, z, lens, b, dropout, act)
+    out = dec.save_for_backward(g, query, z, lens, b, dropout, act)
     heads = [
         m
         for m in resolved.modules
@@ -404,25 +323,14 @@ def saved_tensors(
         # Each postprocessor Linear reads its modality's slice (B, n, C) of final_layer's
         # output (B, O, C). matmul folds it to (B·n, C): a view of the whole output when
         # B == 1, n == 1 or n == O (the saved view pins all of it), else a copy of the slice.
-        n, _ = tokens_of(pm, lens)
+        n = pm.rows(lens)
         if b == 1 or n in (1, o):
             g.save(logits, pm.path, b * o * pm.in_features.value)
         else:
             g.save(g.new(f"{pm.path}:input"), pm.path, b * n * pm.in_features.value)
-    if with_labels and model in _LABEL_CLASSES:
+    if with_labels and spec.takes_labels:
         _loss(g, resolved, b, o, logits, logits_width)
     return list(g.saved.values())
-
-
-_LABEL_CLASSES = frozenset(
-    {
-        "PerceiverForMaskedLM",
-        "PerceiverForSequenceClassification",
-        "PerceiverForImageClassificationLearned",
-        "PerceiverForImageClassificationFourier",
-        "PerceiverForImageClassificationConvProcessing",
-    }
-)
 
 
 def _loss(g: _Graph, resolved: ResolvedModel, b: int, o: int, logits: str, width: int) -> None:
@@ -431,7 +339,7 @@ def _loss(g: _Graph, resolved: ResolvedModel, b: int, o: int, logits: str, width
     cfg = resolved.config
     rows = b * o
     problem = cfg.problem_type
-    if resolved.model == "PerceiverForMaskedLM":
+    if resolved.spec.loss == "vocab_cross_entropy":
         problem = "single_label_classification"  # CrossEntropyLoss over the vocabulary, always
     elif problem is None:
         # transformers' rule: one label -> regression (MSE), else class ids -> cross-entropy
@@ -454,50 +362,25 @@ def _loss(g: _Graph, resolved: ResolvedModel, b: int, o: int, logits: str, width
 # Inference working set
 
 
-def _inference_peak_activations(resolved: ResolvedModel, workload: Workload) -> tuple[int, int]:
+def _inference_peak_activations(resolved: ResolvedModel, workload: Workload) -> tuple[Int, Int]:
     """(elements of the largest no-grad working set, elements of the biggest score tensor)."""
     lens = lengths(resolved, workload)
     inp = resolved_inputs(resolved, workload)
     b = workload.batch_size
     kind = resolved.input_kind
+    image = inp.image_size if kind == "image" else None
     # Held across the whole forward: the model input and the preprocessed inputs (the
     # PerceiverModel keeps them for the decoder query).
     k = resolved.encoder_kv_dim.value
     held = b * lens["inputs"] * k
-    if kind == "image" and inp.image_size is not None:
-        held += b * 3 * inp.image_size[0] * inp.image_size[1]
+    if image is not None:
+        held += b * 3 * image[0] * image[1]
     elif kind == "flow":
-        held += b * 54 * lens["inputs"]
-    peak = 0
-    biggest_scores = 0
-    for m in resolved.modules:
-        if isinstance(m, PerceiverLayer):
-            q_len, kv_len = lens[m.q_len], lens[m.kv_len]
-            q, kv = m.q_dim.value, m.kv_dim.value
-            scores = b * m.num_heads.value * q_len * kv_len
-            biggest_scores = max(biggest_scores, scores)
-            x = b * q_len * q
-            y = b * kv_len * kv if m.is_cross else 0
-            qkv = b * (
-                q_len * m.qk_channels.value + kv_len * (m.qk_channels.value + m.v_channels.value)
-            )
-            attention = x + 2 * y + x + qkv + 2 * scores  # inputs, LN outputs, Q, K, V, 2 scores
-            hidden = m.widening_factor.value * q
-            mlp = x + b * q_len * m.output_channels.value + x + 2 * b * q_len * hidden
-            peak = max(peak, attention, mlp)
-        elif isinstance(m, TiedOutput):
-            rows = lens[m.tokens]
-            peak = max(peak, b * rows * (m.in_features.value + m.vocab_size.value))
-        elif isinstance(m, Conv2d) and inp.image_size is not None:
-            h, w = inp.image_size
-            c = m.out_channels.value
-            if m.same_padding:
-                (h1, w1), _ = conv_stem_sizes(h, w)
-                # padded input, conv output, batchnorm output
-                peak = max(peak, b * 3 * (h + 6) * (w + 6) + 2 * b * c * h1 * w1)
-            else:
-                peak = max(peak, 2 * b * c * h * w)  # conv output and its permuted copy
-    # the encoder output z is held while the decoder runs (counted in the layer inputs)
+        held += b * FLOW_PATCH_CHANNELS * lens["inputs"]
+    # the largest module's transient tensors (each kind's working_set); the encoder output z
+    # is held while the decoder runs (counted in the layer inputs)
+    peak = maximum(0, *(m.working_set(lens, b, image) for m in resolved.modules))
+    biggest_scores = maximum(0, *(m.scores(lens, b) for m in resolved.layers()))
     return held + peak, biggest_scores
 
 
@@ -515,7 +398,7 @@ def count_memory(
     params = count_params(resolved).total
     buffers = 0
     for m in resolved.modules:
-        for name, shape in buffer_shapes(m).items():
+        for name, shape in m.buffers().items():
             n = math.prod(shape)
             buffers += (
                 8 * n
@@ -564,5 +447,5 @@ def count_memory(
         inference_peak_bytes=inference_peak,
         largest_attention_scores_bytes=biggest * act_b,
         total_bytes=total,
-        by_module=by_module,
+        by_module=MappingProxyType(by_module),
     )

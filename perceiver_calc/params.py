@@ -18,21 +18,11 @@ weight sets: its count is ``copies`` x one copy's, in closed form. Its per-tenso
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
-from pydantic import BaseModel, ConfigDict
-
-from perceiver_calc.resolve import (
-    BatchNorm2d,
-    Conv2d,
-    Embedding,
-    FourierFeatures,
-    Linear,
-    Module,
-    Parameter,
-    PerceiverLayer,
-    ResolvedModel,
-    TiedOutput,
-)
+from perceiver_calc.modules import Module, PerceiverLayer, ResolvedModel, Shape
 
 __all__ = [
     "MAX_LISTED_COPIES",
@@ -40,145 +30,98 @@ __all__ = [
     "buffer_shapes",
     "copies_of",
     "count_params",
+    "iter_parameter_shapes",
     "one_copy_shapes",
     "parameter_shapes",
 ]
 
 MAX_LISTED_COPIES = 1024
-"""Above this many copies of a shared block, its per-tensor names are not listed (every copy
-has copy 0's shapes; listing 2^31 of them would cost gigabytes)."""
+"""Above this many copies of a shared block, its per-tensor names are not listed in
+``ParamCounts.tensors`` (every copy has copy 0's shapes; listing 2^31 of them would cost
+gigabytes); :func:`iter_parameter_shapes` still yields them one by one, on demand."""
 
-Shape = tuple[int, ...]
-
-
-def _linear(prefix: str, n_in: int, n_out: int, bias: bool = True) -> dict[str, Shape]:
-    # nn.Linear stores weight as (out_features, in_features).
-    shapes: dict[str, Shape] = {f"{prefix}.weight": (n_out, n_in)}
-    if bias:
-        shapes[f"{prefix}.bias"] = (n_out,)
-    return shapes
-
-
-def _layernorm(prefix: str, n: int) -> dict[str, Shape]:
-    return {f"{prefix}.weight": (n,), f"{prefix}.bias": (n,)}
-
-
-def _layer(m: PerceiverLayer, p: str) -> dict[str, Shape]:
-    """``PerceiverLayer`` parameters (modeling_perceiver.py L136-415), named under ``p``."""
-    q, kv = m.q_dim.value, m.kv_dim.value
-    qk, v, out = m.qk_channels.value, m.v_channels.value, m.output_channels.value
-    hidden = m.widening_factor.value * q
-    shapes = _layernorm(f"{p}.attention.self.layernorm1", q)
-    if m.is_cross:
-        # Self-attention's layernorm2 is nn.Identity: keys/values reuse layernorm1's output.
-        shapes |= _layernorm(f"{p}.attention.self.layernorm2", kv)
-    shapes |= _linear(f"{p}.attention.self.query", q, qk)
-    shapes |= _linear(f"{p}.attention.self.key", kv, qk)
-    shapes |= _linear(f"{p}.attention.self.value", kv, v)
-    shapes |= _linear(f"{p}.attention.output.dense", v, out)
-    shapes |= _layernorm(f"{p}.layernorm", q)
-    shapes |= _linear(f"{p}.mlp.dense1", q, hidden)
-    shapes |= _linear(f"{p}.mlp.dense2", hidden, q)
-    return shapes
+_EMPTY: Mapping[str, int] = MappingProxyType({})
 
 
 def copies_of(m: Module) -> int:
     """Identical weight sets ``m`` stands for (a shared block's copies; else 1)."""
-    return m.copies if isinstance(m, PerceiverLayer) else 1
-
-
-def _is_block(m: Module) -> bool:
-    return isinstance(m, PerceiverLayer) and m.role == "encoder_self"
-
-
-def parameter_shapes(m: Module) -> dict[str, Shape]:
-    """Full transformers parameter name -> shape, for one resolved module; a shared block's
-    every copy (``self_attends.0.…`` ...). Refuses (ValueError) a block of more than
-    :data:`MAX_LISTED_COPIES` copies: use :func:`one_copy_shapes` and :func:`copies_of`."""
-    if isinstance(m, PerceiverLayer) and _is_block(m):
-        if m.copies > MAX_LISTED_COPIES:
-            raise ValueError(
-                f"{m.path} has {m.copies} copies; per-tensor names are listed up to "
-                f"{MAX_LISTED_COPIES}"
-            )
-        out: dict[str, Shape] = {}
-        for i in range(m.copies):
-            out |= _layer(m, f"{m.path}.{i}")
-        return out
-    return one_copy_shapes(m)
+    return m.n_copies()
 
 
 def one_copy_shapes(m: Module) -> dict[str, Shape]:
     """Parameter name -> shape of one copy of ``m``: a shared block's copy 0
     (``self_attends.0.…``; every copy has these shapes), any other module's all."""
-    match m:
-        case PerceiverLayer():
-            return _layer(m, f"{m.path}.0" if _is_block(m) else m.path)
-        case Embedding():
-            return {f"{m.path}.weight": (m.num_embeddings.value, m.embedding_dim.value)}
-        case Linear():
-            return _linear(m.path, m.in_features.value, m.out_features.value, m.bias)
-        case Conv2d():
-            k = m.kernel_size
-            shapes: dict[str, Shape] = {
-                f"{m.path}.weight": (m.out_channels.value, m.in_channels.value, k, k)
-            }
-            if m.bias:
-                shapes[f"{m.path}.bias"] = (m.out_channels.value,)
-            return shapes
-        case BatchNorm2d():
-            return _layernorm(m.path, m.num_features.value)
-        case Parameter():
-            return {f"{m.path}.{m.name}": tuple(d.value for d in m.shape)}
-        case FourierFeatures():
-            return {}  # sin/cos of fixed frequencies: no parameters
-        case TiedOutput():
-            # The weight is m.tied_to (counted there); the bias is new.
-            return {f"{m.path}.bias": (m.vocab_size.value,)}
+    return m.shapes()
 
 
 def buffer_shapes(m: Module) -> dict[str, Shape]:
     """Buffers (not parameters): BatchNorm2d running statistics and its step counter."""
-    if isinstance(m, BatchNorm2d):
-        n = m.num_features.value
-        return {
-            f"{m.path}.running_mean": (n,),
-            f"{m.path}.running_var": (n,),
-            f"{m.path}.num_batches_tracked": (),
-        }
-    return {}
+    return m.buffers()
 
 
-class ParamCounts(BaseModel):
-    """Parameter counts of a resolved model."""
+def _copy_shapes(m: Module) -> Iterator[dict[str, Shape]]:
+    if isinstance(m, PerceiverLayer) and m.is_block:
+        for i in range(m.copies):
+            yield m.copy_shapes(i)
+    else:
+        yield m.shapes()
 
-    model_config = ConfigDict(frozen=True)
+
+def parameter_shapes(m: Module) -> dict[str, Shape]:
+    """Full transformers parameter name -> shape, for one resolved module; a shared block's
+    every copy (``self_attends.0.…`` ...). Refuses (ValueError) a block of more than
+    :data:`MAX_LISTED_COPIES` copies: use :func:`iter_parameter_shapes`, or
+    :func:`one_copy_shapes` and :func:`copies_of`."""
+    if m.n_copies() > MAX_LISTED_COPIES:
+        raise ValueError(
+            f"{m.path} has {m.n_copies()} copies; per-tensor names are listed up to "
+            f"{MAX_LISTED_COPIES}"
+        )
+    out: dict[str, Shape] = {}
+    for shapes in _copy_shapes(m):
+        out |= shapes
+    return out
+
+
+def iter_parameter_shapes(resolved: ResolvedModel) -> Iterator[tuple[str, Shape]]:
+    """Every parameter tensor of the model, transformers' name -> shape, one at a time (a
+    shared block's copies expanded lazily: memory stays that of one copy)."""
+    for m in resolved.modules:
+        for shapes in _copy_shapes(m):
+            yield from shapes.items()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParamCounts:
+    """Parameter counts of a resolved model (read-only mappings)."""
 
     total: int
     trainable: int
-    by_module: dict[str, int]
-    """Resolved module path -> parameters (a module per PerceiverLayer, embedding, ...)."""
-    tensors: dict[str, Shape]
+    by_module: Mapping[str, int]
+    """Resolved module path -> parameters (a module per PerceiverLayer, embedding, ...; the
+    shared block ``encoder.self_attends`` is one key counting all its copies)."""
+    tensors: Mapping[str, Shape]
     """Every parameter tensor, transformers' name -> shape (a shared block of more than
     MAX_LISTED_COPIES copies left out: see ``tensors_note``)."""
-    copies: dict[str, int] = {}
+    copies: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
     """Module path -> identical weight sets, for the shared blocks (by_module counts all)."""
     tensors_note: str | None = None
     """Why some tensors are not listed in ``tensors``, if any are not."""
-    buffers: dict[str, Shape]
+    buffers: Mapping[str, Shape]
     buffer_elements: int
 
 
 def count_params(resolved: ResolvedModel) -> ParamCounts:
+    """Closed form: a shared block counts copies x one copy, whatever the number of copies."""
     tensors: dict[str, Shape] = {}
     buffers: dict[str, Shape] = {}
     by_module: dict[str, int] = {}
     copies: dict[str, int] = {}
     notes: list[str] = []
     for m in resolved.modules:
-        one = one_copy_shapes(m)
-        n_copies = copies_of(m)
-        if _is_block(m):
+        one = m.shapes()
+        n_copies = m.n_copies()
+        if isinstance(m, PerceiverLayer) and m.is_block:
             copies[m.path] = n_copies
             if n_copies <= MAX_LISTED_COPIES:
                 tensors |= parameter_shapes(m)
@@ -189,7 +132,7 @@ def count_params(resolved: ResolvedModel) -> ParamCounts:
                 )
         else:
             tensors |= one
-        buffers |= buffer_shapes(m)
+        buffers |= m.buffers()
         if one:
             # ParameterDicts (multimodal padding, masks) are several Parameter entries of one
             # module path: add them up.
@@ -199,10 +142,10 @@ def count_params(resolved: ResolvedModel) -> ParamCounts:
     return ParamCounts(
         total=total,
         trainable=total,
-        by_module=by_module,
-        tensors=tensors,
-        buffers=buffers,
+        by_module=MappingProxyType(by_module),
+        tensors=MappingProxyType(tensors),
+        buffers=MappingProxyType(buffers),
         buffer_elements=sum(math.prod(s) for s in buffers.values()),
-        copies=copies,
+        copies=MappingProxyType(copies),
         tensors_note="; ".join(notes) or None,
     )

@@ -17,7 +17,7 @@ from perceiver_calc.errors import Finding
 
 if TYPE_CHECKING:
     from perceiver_calc.config import PerceiverConfig
-    from perceiver_calc.resolve import Module, ResolvedModel
+    from perceiver_calc.modules import Module, ResolvedModel
     from perceiver_calc.workload import Workload
 
 __all__ = [
@@ -103,11 +103,9 @@ def tensor_bytes_findings(modules: Iterable[Module]) -> list[Finding]:
     ("Storage size calculation overflowed", c10 computeStorageNbytes, on every device meta
     included). Parameters are built in float32: 4 bytes each. A shared block's copies have
     one copy's shapes: checking copy 0 checks them all (closed form, no loop over copies)."""
-    from perceiver_calc.params import one_copy_shapes
-
     found: list[Finding] = []
     for m in modules:
-        for name, shape in one_copy_shapes(m).items():
+        for name, shape in m.shapes().items():
             numel = math.prod(shape)
             if numel <= INT64_MAX and numel * PARAM_BYTES > INT64_MAX:
                 found.append(

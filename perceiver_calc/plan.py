@@ -25,6 +25,7 @@ Activations are never sharded by these schemes (each rank runs its own micro-bat
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -150,7 +151,8 @@ def _dims(resolved: ResolvedModel) -> dict[str, int]:
             path = m.path
         if isinstance(m, Parameter):
             path = f"{path}.{m.name}"
-        for name, value in m:
+        for field in dataclasses.fields(m):
+            name, value = field.name, getattr(m, field.name)
             if isinstance(value, Dim):
                 out[f"{path}:{name}"] = value.value
             elif isinstance(value, tuple) and value and all(isinstance(d, Dim) for d in value):

@@ -11,26 +11,14 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from perceiver_calc.errors import ConfigError, Finding
 from perceiver_calc.flops import FlopCounts, count_flops
 from perceiver_calc.memory import MemoryCounts, count_memory
+from perceiver_calc.modules import Dim, Module, ResolvedModel
 from perceiver_calc.params import ParamCounts, count_params
-from perceiver_calc.resolve import (
-    BatchNorm2d,
-    Conv2d,
-    Dim,
-    Embedding,
-    FourierFeatures,
-    Linear,
-    Module,
-    Parameter,
-    PerceiverLayer,
-    ResolvedModel,
-    Source,
-    TiedOutput,
-)
 from perceiver_calc.workload import Workload, check_workload, resolved_inputs
 
 if TYPE_CHECKING:
@@ -48,7 +36,7 @@ class ModuleDims:
 
     path: str
     kind: str
-    dims: dict[str, Dim]
+    dims: Mapping[str, Dim]
     notes: tuple[str, ...] = ()
 
 
@@ -56,10 +44,10 @@ class ModuleDims:
 class ParamsSection:
     total: int
     trainable: int
-    by_module: dict[str, int]
-    tensors: dict[str, tuple[int, ...]]
-    buffers: dict[str, tuple[int, ...]]
-    copies: dict[str, int] = dataclasses.field(default_factory=dict)
+    by_module: Mapping[str, int]
+    tensors: Mapping[str, tuple[int, ...]]
+    buffers: Mapping[str, tuple[int, ...]]
+    copies: Mapping[str, int] = dataclasses.field(default_factory=dict)
     """Shared block path (by_module key) -> its identical layers (num_self_attends_per_block)."""
     tensors_note: str | None = None
     """Why some tensors are not listed (a shared block of very many copies)."""
@@ -80,92 +68,10 @@ class Report:
     memory: MemoryCounts | None = None
 
 
-def _flag(value: bool, source: Source, rule: str) -> Dim:
-    return Dim(value=int(value), source=source, rule=rule)
-
-
 def module_dims(m: Module) -> ModuleDims:
-    """The dims of one resolved module, for display."""
-    match m:
-        case PerceiverLayer():
-            dims = {
-                "q_dim": m.q_dim,
-                "kv_dim": m.kv_dim,
-                "qk_channels": m.qk_channels,
-                "v_channels": m.v_channels,
-                "num_heads": m.num_heads,
-                "qk_channels_per_head": Dim(
-                    value=m.qk_channels.value // m.num_heads.value,
-                    source="derived",
-                    rule="qk_channels / num_heads",
-                ),
-                "v_channels_per_head": Dim(
-                    value=m.v_channels.value // m.num_heads.value,
-                    source="derived",
-                    rule="v_channels / num_heads",
-                ),
-                "output_channels": m.output_channels,
-                "widening_factor": m.widening_factor,
-                "use_query_residual": _flag(
-                    m.use_query_residual,
-                    m.use_query_residual_source,
-                    "use_query_residual" if m.role == "encoder_cross" else "class",
-                ),
-            }
-            notes = [f"queries: {m.q_len}, keys/values: {m.kv_len}"]
-            if m.copies > 1:
-                notes.append(f"num_self_attends_per_block = {m.copies} layers of these dims")
-            if m.applications > 1:
-                notes.append(f"applied num_blocks = {m.applications} times (weights shared)")
-            return ModuleDims(path=m.path, kind=m.role, dims=dims, notes=tuple(notes))
-        case Embedding():
-            return ModuleDims(
-                path=m.path,
-                kind="embedding",
-                dims={"num_embeddings": m.num_embeddings, "embedding_dim": m.embedding_dim},
-            )
-        case Linear():
-            return ModuleDims(
-                path=m.path,
-                kind="linear",
-                dims={"in_features": m.in_features, "out_features": m.out_features},
-            )
-        case Conv2d():
-            return ModuleDims(
-                path=m.path,
-                kind="conv2d",
-                dims={"in_channels": m.in_channels, "out_channels": m.out_channels},
-                notes=(
-                    f"kernel {m.kernel_size}x{m.kernel_size}, stride {m.stride}"
-                    + (", 'same' padding" if m.same_padding else "")
-                    + ("" if m.bias else ", no bias"),
-                ),
-            )
-        case BatchNorm2d():
-            return ModuleDims(
-                path=m.path, kind="batchnorm2d", dims={"num_features": m.num_features}
-            )
-        case Parameter():
-            return ModuleDims(
-                path=f"{m.path}.{m.name}",
-                kind="parameter",
-                dims={f"dim{i}": d for i, d in enumerate(m.shape)},
-                notes=(m.note,),
-            )
-        case FourierFeatures():
-            return ModuleDims(
-                path=m.path,
-                kind="fourier",
-                dims={"num_bands": m.num_bands, "output_size": m.output_size},
-                notes=(f"{m.num_dims}-D, sin and cos, positions concatenated; no parameters",),
-            )
-        case TiedOutput():
-            return ModuleDims(
-                path=m.path,
-                kind="tied_output",
-                dims={"in_features": m.in_features, "vocab_size": m.vocab_size},
-                notes=(f"weight tied to {m.tied_to}; only the bias is a new parameter",),
-            )
+    """The dims of one resolved module, for display (each kind describes itself)."""
+    path, kind, dims, notes = m.describe()
+    return ModuleDims(path=path, kind=kind, dims=MappingProxyType(dims), notes=notes)
 
 
 def build_report(
@@ -204,7 +110,7 @@ def build_report(
             findings += problems
             flops = count_flops(resolved, workload)
             memory = count_memory(resolved, workload)
-            inputs = resolved_inputs(resolved, workload).model_dump(exclude_none=True)
+            inputs = resolved_inputs(resolved, workload).as_dict(exclude_none=True)
             echoed = {**workload.model_dump(), **inputs}
     return Report(
         model=resolved.model,
@@ -238,7 +144,7 @@ def jsonable(value: Any) -> Any:
     """
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # dicts and the read-only MappingProxyType views
         return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (tuple, list)):
         return [jsonable(v) for v in value]

@@ -8,16 +8,9 @@ returns and never a raw config field.
 Sources cited as ``modeling_perceiver.py`` are transformers 5.24's
 ``models/perceiver/modeling_perceiver.py``.
 
-A resolved model is a flat, ordered tuple of modules, each with its transformers module path:
-
-* :class:`PerceiverLayer` - ``PerceiverLayer`` (attention + MLP), cross or self;
-* :class:`Embedding`, :class:`Linear`, :class:`Conv2d`, :class:`BatchNorm2d`,
-  :class:`Parameter` (latents, trainable positions) - the parameter-holding pieces around it;
-* :class:`FourierFeatures` - a parameter-free position encoding, listed for its width;
-* :class:`TiedOutput` - the masked-LM output projection that reuses the input embedding.
-
-Token counts are named, not numbers: ``"latents"`` (num_latents), ``"inputs"`` (the encoder's
-input length M, known only with a workload), ``"outputs"`` (decoder queries).
+A resolved model is a flat, ordered tuple of modules (the kinds and their formulas are in
+:mod:`perceiver_calc.modules`, re-exported here); what differs between model classes is in
+the table :mod:`perceiver_calc.classes`.
 """
 
 from __future__ import annotations
@@ -26,11 +19,24 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from perceiver_calc import parity
+from perceiver_calc.classes import (
+    CLASSES,
+    CONV_STEM,
+    DEFAULT_MODEL_CLASS,
+    FLOW_OUTPUT_CHANNELS,
+    FLOW_PATCH_CHANNELS,
+    MASKED_LM_DECODER_HEADS,
+    MASKED_LM_DECODER_QK_CHANNELS,
+    MULTIMODAL_AUDIO_BANDS,
+    MULTIMODAL_IMAGE_BANDS,
+    MULTIMODAL_IMAGE_PATCH,
+    MULTIMODAL_INPUT_PADDING,
+    MULTIMODAL_QUERY_PADDING,
+)
 from perceiver_calc.config import (
     HIDDEN_ACTS,
     MODEL_CLASSES,
@@ -39,6 +45,21 @@ from perceiver_calc.config import (
     load_config,
 )
 from perceiver_calc.errors import ConfigError, Finding, InputError
+from perceiver_calc.modules import (
+    BatchNorm2d,
+    Conv2d,
+    Dim,
+    Embedding,
+    FourierFeatures,
+    Linear,
+    Module,
+    Parameter,
+    PerceiverLayer,
+    ResolvedModel,
+    Source,
+    TiedOutput,
+    TokenCount,
+)
 
 __all__ = [
     "BatchNorm2d",
@@ -58,189 +79,7 @@ __all__ = [
     "validate",
 ]
 
-Source = Literal["explicit", "default", "hardcoded", "derived"]
-"""explicit: the config gives it; default: transformers' PerceiverConfig default;
-hardcoded: fixed by the model class in transformers (configurable here by an optional field);
-derived: computed from other values by a rule of transformers'."""
-
-TokenCount = Literal[
-    "latents", "inputs", "outputs", "one", "outputs.audio", "outputs.image", "outputs.label"
-]
-"""Named token counts (values come from a workload, see perceiver_calc.workload.lengths).
-``outputs.<modality>``: the multimodal postprocessors each see only their modality's slice of
-the decoder output (PerceiverMultimodalPostprocessor.restructure)."""
-
 INT64_MAX = 2**63 - 1
-
-
-class Dim(BaseModel):
-    """A resolved value with where it came from."""
-
-    model_config = ConfigDict(frozen=True)
-
-    value: int
-    source: Source
-    rule: str
-    """How it was obtained, e.g. ``"qk_channels"`` or ``"kv_dim (qk_channels unset, 'kv')"``."""
-
-    def __int__(self) -> int:
-        return self.value
-
-
-class _Module(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    path: str
-    """transformers module path, e.g. ``perceiver.encoder.cross_attention``."""
-
-
-class PerceiverLayer(_Module):
-    """transformers' ``PerceiverLayer``: (cross- or self-) attention + MLP (L354-415)."""
-
-    kind: Literal["layer"] = "layer"
-    role: Literal["encoder_cross", "encoder_self", "decoder_cross"]
-    is_cross: bool
-    q_dim: Dim
-    kv_dim: Dim
-    qk_channels: Dim
-    v_channels: Dim
-    output_channels: Dim
-    """Width of ``attention.output.dense``: q_dim for cross-attention, v_channels for self."""
-    num_heads: Dim
-    widening_factor: Dim
-    use_query_residual: bool
-    use_query_residual_source: Source
-    q_len: TokenCount
-    kv_len: TokenCount
-    applications: int = 1
-    """Times each copy runs per forward pass: num_blocks for ``self_attends`` (weights shared)."""
-    copies: int = 1
-    """Distinct weight sets this one resolved layer stands for: num_self_attends_per_block for
-    the shared block ``encoder.self_attends`` (path of transformers' ModuleList; its copies are
-    ``self_attends.0`` .. ``self_attends.{copies-1}``, identical in shape), else 1. Counting
-    multiplies by it instead of looping, so cost does not grow with the layer count."""
-    query_is_parameter: bool = False
-    """The queries are a batch-expanded parameter (latents, trainable decoder queries)."""
-
-    @property
-    def runs(self) -> int:
-        """Layer applications per forward pass: copies x applications."""
-        return self.copies * self.applications
-
-
-class Embedding(_Module):
-    """``nn.Embedding(num_embeddings, embedding_dim)``: one weight (num, dim)."""
-
-    kind: Literal["embedding"] = "embedding"
-    num_embeddings: Dim
-    embedding_dim: Dim
-    tokens: TokenCount
-
-
-class Linear(_Module):
-    """``nn.Linear(in_features, out_features)``, applied to ``tokens`` rows."""
-
-    kind: Literal["linear"] = "linear"
-    in_features: Dim
-    out_features: Dim
-    bias: bool = True
-    tokens: TokenCount
-    reads_model_inputs: bool = False
-    """Its input is a raw model input (flow patches), which needs no gradient: autograd
-    computes only the weight gradient (1x, not 2x, the forward matmul in backward)."""
-
-
-class Conv2d(_Module):
-    """``nn.Conv2d`` (or transformers' ``Conv2dSamePadding``)."""
-
-    kind: Literal["conv2d"] = "conv2d"
-    in_channels: Dim
-    out_channels: Dim
-    kernel_size: int
-    stride: int
-    bias: bool
-    same_padding: bool
-    reads_model_inputs: bool = True
-    """Every Perceiver convolution is the first op on the pixels: no input gradient."""
-
-
-class BatchNorm2d(_Module):
-    """``nn.BatchNorm2d``: weight, bias (parameters); running_mean, running_var,
-    num_batches_tracked (buffers)."""
-
-    kind: Literal["batchnorm2d"] = "batchnorm2d"
-    num_features: Dim
-
-
-class Parameter(_Module):
-    """A bare ``nn.Parameter`` (latents, trainable position encodings, padding, masks)."""
-
-    kind: Literal["parameter"] = "parameter"
-    name: str
-    shape: tuple[Dim, ...]
-    note: str
-
-
-class FourierFeatures(_Module):
-    """``PerceiverFourierPositionEncoding``: no parameters; width num_bands·d·2 + d."""
-
-    kind: Literal["fourier"] = "fourier"
-    num_bands: Dim
-    num_dims: int
-    concat_pos: bool
-    sine_only: bool
-    output_size: Dim
-
-
-class TiedOutput(_Module):
-    """``PerceiverEmbeddingDecoder``: logits = h @ embeddings.weight.T + bias (L2698-2719).
-
-    The weight is the input embedding's (tied, no new parameter); only ``bias`` (V) is new.
-    """
-
-    kind: Literal["tied_output"] = "tied_output"
-    tied_to: str
-    in_features: Dim
-    vocab_size: Dim
-    tokens: TokenCount
-
-
-Module = (
-    PerceiverLayer
-    | Embedding
-    | Linear
-    | Conv2d
-    | BatchNorm2d
-    | Parameter
-    | FourierFeatures
-    | TiedOutput
-)
-
-
-class ResolvedModel(BaseModel):
-    """Every module of one model class built from one config, with provenance and findings."""
-
-    model_config = ConfigDict(frozen=True)
-
-    model: ModelClass
-    config: PerceiverConfig
-    modules: tuple[Module, ...]
-    findings: tuple[Finding, ...]
-    """Warnings (a resolved model has no errors: those raise ConfigError)."""
-    encoder_kv_dim: Dim
-    """Width of the encoder's inputs (K): the preprocessor's num_channels, or d_model."""
-    fixed_lengths: dict[str, int]
-    """Token counts known from the config: latents, and outputs where the class fixes them."""
-    input_kind: Literal["tokens", "embeddings", "image", "flow", "multimodal"]
-
-    def layers(self) -> tuple[PerceiverLayer, ...]:
-        return tuple(m for m in self.modules if isinstance(m, PerceiverLayer))
-
-    def module(self, path: str) -> Module:
-        for m in self.modules:
-            if m.path == path:
-                return m
-        raise KeyError(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -696,9 +535,11 @@ def _masked_lm(ctx: _Ctx) -> list[Module]:
             "decoder_cross",
             q_dim=q_dim,
             kv_dim=d_latents,
-            qk_channels=ctx.hardcoded("decoder_qk_channels", 8 * 32, "qk_channels=8*32"),
+            qk_channels=ctx.hardcoded(
+                "decoder_qk_channels", MASKED_LM_DECODER_QK_CHANNELS, "qk_channels=8*32"
+            ),
             v_channels=_opt(ctx, "decoder_v_channels") or v_default,
-            num_heads=ctx.hardcoded("decoder_num_heads", 8, "num_heads=8"),
+            num_heads=ctx.hardcoded("decoder_num_heads", MASKED_LM_DECODER_HEADS, "num_heads=8"),
             widening_factor=ctx.hardcoded("decoder_widening_factor", 1, "widening_factor=1"),
             use_query_residual=_bool(ctx, "decoder_use_query_residual", False),
             use_query_residual_source=_bool_source(ctx, "decoder_use_query_residual"),
@@ -859,17 +700,18 @@ def _image_conv(ctx: _Ctx) -> list[Module]:
         rule="conv out_channels + Fourier width",
     )
     _image_size_unused(ctx)
+    conv = Conv2d(
+        path=f"{p}.convnet.conv",
+        in_channels=Dim(value=3, source="hardcoded", rule="in_channels=3"),
+        out_channels=out_ch,
+        kernel_size=CONV_STEM["kernel"],
+        stride=CONV_STEM["stride"],
+        bias=False,
+        same_padding=True,
+    )
     return [
-        Conv2d(
-            path=f"{p}.convnet.conv",
-            in_channels=Dim(value=3, source="hardcoded", rule="in_channels=3"),
-            out_channels=out_ch,
-            kernel_size=7,
-            stride=2,
-            bias=False,
-            same_padding=True,
-        ),
-        BatchNorm2d(path=f"{p}.convnet.batchnorm", num_features=out_ch),
+        conv,
+        BatchNorm2d(path=f"{p}.convnet.batchnorm", num_features=out_ch, conv=conv),
         ff,
         _latents(ctx, "perceiver."),
         *_encoder(ctx, "perceiver.", kv, "inputs"),
@@ -917,7 +759,9 @@ def _optical_flow(ctx: _Ctx) -> list[Module]:
         Linear(
             path=f"{p}.conv_after_patches",
             in_features=Dim(
-                value=54, source="hardcoded", rule="conv_after_patching_in_channels=54"
+                value=FLOW_PATCH_CHANNELS,
+                source="hardcoded",
+                rule="conv_after_patching_in_channels=54",
             ),
             out_features=out_ch,
             tokens="inputs",
@@ -944,7 +788,9 @@ def _optical_flow(ctx: _Ctx) -> list[Module]:
         Linear(
             path="perceiver.decoder.decoder.final_layer",
             in_features=q,
-            out_features=Dim(value=2, source="hardcoded", rule="output_num_channels=2"),
+            out_features=Dim(
+                value=FLOW_OUTPUT_CHANNELS, source="hardcoded", rule="output_num_channels=2"
+            ),
             tokens="inputs",
         ),
     ]
@@ -986,9 +832,11 @@ def _multimodal(ctx: _Ctx) -> list[Module]:
     hard: Source = "hardcoded"
     spp = ctx.field("samples_per_patch")
     nl = ctx.field("num_labels")
-    c_audio = spp.value + 192 * 2 + 1
-    c_image = 3 * 4 * 4 + 32 * 3 * 2 + 3
-    k = max(c_audio, c_image, nl.value) + 4
+    # audio: samples_per_patch + 1-D Fourier features (192 bands, sin/cos, + position)
+    c_audio = spp.value + MULTIMODAL_AUDIO_BANDS * 2 + 1
+    # image: 4x4x3 patches + 3-D Fourier features (32 bands x 3 dims, sin/cos, + 3 positions)
+    c_image = 3 * MULTIMODAL_IMAGE_PATCH**2 + MULTIMODAL_IMAGE_BANDS * 3 * 2 + 3
+    k = max(c_audio, c_image, nl.value) + MULTIMODAL_INPUT_PADDING
     kv = Dim(
         value=k,
         source="derived",
@@ -999,7 +847,7 @@ def _multimodal(ctx: _Ctx) -> list[Module]:
         source="explicit" if "label_trainable_num_channels" in cfg.model_fields_set else "default",
         rule="_label_trainable_num_channels",
     )
-    qc = max(385, 195, t.value) + 2
+    qc = max(385, 195, t.value) + MULTIMODAL_QUERY_PADDING
     q = Dim(
         value=qc,
         source="derived",
@@ -1096,26 +944,16 @@ def _multimodal(ctx: _Ctx) -> list[Module]:
 
 
 _BUILDERS = {
-    "PerceiverModel": _bare,
-    "PerceiverForMaskedLM": _masked_lm,
-    "PerceiverForSequenceClassification": _sequence_classification,
-    "PerceiverForImageClassificationLearned": _image_learned,
-    "PerceiverForImageClassificationFourier": _image_fourier,
-    "PerceiverForImageClassificationConvProcessing": _image_conv,
-    "PerceiverForOpticalFlow": _optical_flow,
-    "PerceiverForMultimodalAutoencoding": _multimodal,
+    "bare": _bare,
+    "masked_lm": _masked_lm,
+    "sequence_classification": _sequence_classification,
+    "image_learned": _image_learned,
+    "image_fourier": _image_fourier,
+    "image_conv": _image_conv,
+    "optical_flow": _optical_flow,
+    "multimodal": _multimodal,
 }
-
-_INPUT_KIND: dict[str, Literal["tokens", "embeddings", "image", "flow", "multimodal"]] = {
-    "PerceiverModel": "embeddings",
-    "PerceiverForMaskedLM": "tokens",
-    "PerceiverForSequenceClassification": "tokens",
-    "PerceiverForImageClassificationLearned": "image",
-    "PerceiverForImageClassificationFourier": "image",
-    "PerceiverForImageClassificationConvProcessing": "image",
-    "PerceiverForOpticalFlow": "flow",
-    "PerceiverForMultimodalAutoencoding": "multimodal",
-}
+"""ModelClassSpec.builder -> the function that resolves that class's modules."""
 
 
 def model_class_of(config: PerceiverConfig, override: str | None = None) -> ModelClass:
@@ -1127,7 +965,7 @@ def model_class_of(config: PerceiverConfig, override: str | None = None) -> Mode
         else (config.architectures[0] if config.architectures else None)
     )
     if name is None:
-        return "PerceiverForMaskedLM"
+        return DEFAULT_MODEL_CLASS
     for cls in MODEL_CLASSES:
         if cls == name:
             return cls
@@ -1189,47 +1027,9 @@ def _general_findings(ctx: _Ctx) -> None:
         )
 
 
-_CLASS_FIELDS: dict[str, frozenset[str]] = {
-    "decoder_num_heads": frozenset(MODEL_CLASSES)
-    - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
-    "decoder_qk_channels": frozenset(MODEL_CLASSES)
-    - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
-    "decoder_v_channels": frozenset(MODEL_CLASSES)
-    - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
-    "decoder_widening_factor": frozenset(MODEL_CLASSES)
-    - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
-    "decoder_use_query_residual": frozenset(MODEL_CLASSES)
-    - {"PerceiverModel", "PerceiverForMultimodalAutoencoding"},
-    "decoder_final_project": frozenset({"PerceiverForMaskedLM"}),
-    "preprocessor_out_channels": frozenset(
-        {
-            "PerceiverForImageClassificationLearned",
-            "PerceiverForImageClassificationConvProcessing",
-            "PerceiverForOpticalFlow",
-        }
-    ),
-    "preprocessor_project_pos_dim": frozenset({"PerceiverForImageClassificationLearned"}),
-    "preprocessor_position_num_channels": frozenset({"PerceiverForImageClassificationLearned"}),
-    "fourier_num_bands": frozenset(
-        {
-            "PerceiverForImageClassificationFourier",
-            "PerceiverForImageClassificationConvProcessing",
-            "PerceiverForOpticalFlow",
-        }
-    ),
-    "fourier_max_resolution": frozenset(
-        {
-            "PerceiverForImageClassificationFourier",
-            "PerceiverForImageClassificationConvProcessing",
-            "PerceiverForOpticalFlow",
-        }
-    ),
-}
-
-
 def _unused_hardcoded_fields(ctx: _Ctx) -> None:
     for name, value in ctx.config.hardcoded_overrides.items():
-        if ctx.model not in _CLASS_FIELDS[name]:
+        if name not in CLASSES[ctx.model].override_fields:
             ctx.warn(
                 "field_unused",
                 (name,),
@@ -1243,10 +1043,8 @@ def _unused_hardcoded_fields(ctx: _Ctx) -> None:
 def _param_numel_findings(ctx: _Ctx, modules: list[Module]) -> None:
     """torch needs every tensor's element count to fit in int64. A shared block's copies
     have one copy's shapes: checking copy 0 checks them all (closed form, no loop)."""
-    from perceiver_calc.params import one_copy_shapes
-
     for m in modules:
-        for name, shape in one_copy_shapes(m).items():
+        for name, shape in m.shapes().items():
             if math.prod(shape) > INT64_MAX:
                 ctx.error(
                     "tensor_too_large",
@@ -1305,24 +1103,19 @@ def resolve_unchecked(config: PerceiverConfig, model: str | None = None) -> Reso
     counts' formulas at invalid points on purpose (the vectorised sweep fits polynomials
     through them); everything else should call :func:`resolve`."""
     cls = model_class_of(config, model)
+    spec = CLASSES[cls]
     ctx = _Ctx(config, cls)
     _general_findings(ctx)
     _unused_hardcoded_fields(ctx)
-    modules = _BUILDERS[cls](ctx)
+    modules = _BUILDERS[spec.builder](ctx)
     ctx.findings[:] = parity.relax_unexecuted_self_attention(config, ctx.findings)
     if not any(f.severity == "error" for f in ctx.findings):
         _param_numel_findings(ctx, modules)
         ctx.findings += parity.tensor_bytes_findings(modules)
     fixed = {"latents": config.num_latents, "one": 1}
-    if cls == "PerceiverForMaskedLM":
-        fixed["outputs"] = config.max_position_embeddings
-    elif cls in (
-        "PerceiverForSequenceClassification",
-        "PerceiverForImageClassificationLearned",
-        "PerceiverForImageClassificationFourier",
-        "PerceiverForImageClassificationConvProcessing",
-    ):
-        fixed["outputs"] = 1
+    outputs = spec.fixed_outputs(config.max_position_embeddings)
+    if outputs:  # 0 (no decoder) is not a query length to check
+        fixed["outputs"] = outputs
     ctx.findings += parity.chunk_findings(config, fixed)
     return ResolvedModel(
         model=cls,
@@ -1330,8 +1123,8 @@ def resolve_unchecked(config: PerceiverConfig, model: str | None = None) -> Reso
         modules=tuple(modules),
         findings=tuple(ctx.findings),
         encoder_kv_dim=_encoder_kv(modules),
-        fixed_lengths=fixed,
-        input_kind=_INPUT_KIND[cls],
+        fixed_lengths=MappingProxyType(fixed),
+        input_kind=spec.input_kind,
     )
 
 

@@ -104,6 +104,10 @@ with ``mode="training"`` for the training columns."""
 
 WORKLOAD_FIELDS: frozenset[str] = frozenset(Workload.model_fields)
 EXACT_VALIDITY_LIMIT = 4096
+MAX_ROWS = 10_000_000
+"""Largest grid :func:`grid` builds: about 200 bytes a row are held while it is evaluated
+(columns, codes, counts), so 10^7 rows take about 2 GB. A larger grid is refused up front
+(``ValueError``: exit 2 from the CLI) with its size."""
 MAX_FIT_POINTS = 3**7
 CHECK_ROWS = 4
 _INT64_BOUND = float(2**63) * (1 - 1e-9)
@@ -181,10 +185,12 @@ def _build(
     data |= dict(base.base_keys) | dict(base.unknown_keys)
     config = load_config(data | cfg_vals) if cfg_vals else base
     if wl_vals:
-        try:
-            workload = Workload.model_validate(workload.model_dump() | wl_vals)
-        except ValueError as err:
-            raise PerceiverCalcError(f"workload: {err}".splitlines()[0]) from None
+        size = wl_vals.get("image_size")
+        if isinstance(size, int) and not isinstance(size, bool):
+            # --vary image_size=224,384: square inputs (the workload's --image-size N form)
+            wl_vals = wl_vals | {"image_size": (size, size)}
+        # Workload(...) names each bad field (InputError), as --batch-size etc. do
+        workload = Workload(**(workload.model_dump() | wl_vals))
     return config, workload
 
 
@@ -195,6 +201,9 @@ def _unchecked(
     builders of ``resolve`` run as they do for a valid config, only the raise is skipped."""
     cfg_vals = {k: v for k, v in values.items() if k not in WORKLOAD_FIELDS}
     wl_vals = {k: v for k, v in values.items() if k in WORKLOAD_FIELDS}
+    size = wl_vals.get("image_size")
+    if isinstance(size, int) and not isinstance(size, bool):
+        wl_vals = wl_vals | {"image_size": (size, size)}
     config = base.model_copy(update=cfg_vals)
     wl = workload.model_copy(update=wl_vals)
     resolved = resolve_unchecked(config, model)
@@ -263,6 +272,12 @@ def grid(
     names = list(axes)
     sizes = [len(axes[n]) for n in names]
     n = math.prod(sizes)
+    if n > MAX_ROWS:
+        shape = " x ".join(f"{len(axes[k]):,} {k}" for k in names)
+        raise ValueError(
+            f"the grid has {n:,} rows ({shape}); the limit is {MAX_ROWS:,}: sweep fewer values "
+            "or split the sweep"
+        )
     idx = np.indices(sizes).reshape(len(sizes), n) if names else np.zeros((0, 1), np.int64)
     columns: dict[str, npt.NDArray[Any]] = {}
     distinct: dict[str, tuple[npt.NDArray[Any], IntArray]] = {}
@@ -312,18 +327,60 @@ class SweepResult:
     def rows(self) -> list[dict[str, Any]]:
         """One dict per row: the swept values, ``valid``, the counts (or ``reason``)."""
         out: list[dict[str, Any]] = []
+        for start in range(0, len(self), CHUNK_ROWS):
+            out += self.iter_rows(start, min(start + CHUNK_ROWS, len(self)))
+        return out
+
+    def row(self, i: int) -> dict[str, Any]:
+        """Row ``i`` as :meth:`rows` gives it (without building the others)."""
+        return self.iter_rows(i, i + 1)[0]
+
+    def iter_rows(self, start: int, stop: int) -> list[dict[str, Any]]:
+        """Rows ``start`` to ``stop - 1`` as :meth:`rows` gives them (a chunk: streaming output
+        converts one block of the arrays at a time, in bounded memory)."""
+        out: list[dict[str, Any]] = []
         names = list(self.sweep.columns)
-        cols = {k: self.sweep.columns[k].tolist() for k in names}
-        counts = {k: v.tolist() for k, v in self.counts.items()}
-        for i in range(len(self)):
-            row: dict[str, Any] = {k: cols[k][i] for k in names}
-            row["valid"] = bool(self.valid[i])
-            if self.valid[i]:
-                row |= {k: counts[k][i] for k in counts}
+        cols = {k: self.sweep.columns[k][start:stop].tolist() for k in names}
+        counts = {k: v[start:stop].tolist() for k, v in self.counts.items()}
+        valid = self.valid[start:stop].tolist()
+        reason = self.reason_index[start:stop].tolist()
+        for j in range(stop - start):
+            row: dict[str, Any] = {k: cols[k][j] for k in names}
+            row["valid"] = valid[j]
+            if valid[j]:
+                row |= {k: counts[k][j] for k in counts}
             else:
-                row["reason"] = self.reasons[int(self.reason_index[i])]
+                row["reason"] = self.reasons[reason[j]]
             out.append(row)
         return out
+
+    def columns(self) -> dict[str, npt.NDArray[Any]]:
+        """The result as numpy columns: the swept fields, ``valid``, every count (0 where
+        invalid) and ``reason`` (an object array, None where valid)."""
+        texts = np.empty(len(self.reasons) + 1, dtype=object)
+        texts[: len(self.reasons)] = self.reasons
+        texts[-1] = None  # reason_index -1 (valid) picks the last entry
+        return {
+            **self.sweep.columns,
+            "valid": self.valid,
+            **self.counts,
+            "reason": texts[self.reason_index],
+        }
+
+    def to_pandas(self) -> Any:
+        """A ``pandas.DataFrame`` of :meth:`columns` (pandas is optional: ImportError if
+        missing)."""
+        import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+
+        return pd.DataFrame(self.columns())
+
+    def to_polars(self) -> Any:
+        """A ``polars.DataFrame`` of :meth:`columns` (polars is optional: ImportError if
+        missing)."""
+        import polars as pl  # type: ignore[import-not-found,unused-ignore]
+
+        cols = self.columns()
+        return pl.DataFrame({k: (v.tolist() if v.dtype == object else v) for k, v in cols.items()})
 
 
 # --------------------------------------------------------------------------------------------

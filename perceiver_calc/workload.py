@@ -32,13 +32,21 @@ with a caveat (warnings).
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
+from perceiver_calc.classes import (
+    DEFAULT_IMAGE_SIDE,
+    MULTIMODAL_CHUNKS,
+    MULTIMODAL_IMAGE_PATCH,
+    conv_stem_sizes,
+)
 from perceiver_calc.errors import Finding, InputError, short_repr
-from perceiver_calc.resolve import ResolvedModel
+from perceiver_calc.modules import ResolvedModel
 
 __all__ = [
     "DTYPES",
@@ -59,12 +67,6 @@ Optimizer = Literal["sgd", "sgd-momentum", "adam", "adamw"]
 # Strict like the config (docs/conventions.md, "Strictness"): a bool is not a count and a
 # string is not a number, so True -> 1 and "8" -> 8 are refused rather than guessed.
 _Pos = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
-
-# transformers' multimodal example (PerceiverForMultimodalAutoencoding.forward docstring)
-# decodes a video in 128 chunks, each chunk subsampling 1/128 of the image and audio outputs.
-MULTIMODAL_CHUNKS = 128
-# Fourier/Conv image classifiers: the DeepMind checkpoints' ImageNet resolution.
-DEFAULT_IMAGE_SIDE = 224
 
 
 class Workload(BaseModel):
@@ -115,10 +117,9 @@ def _short_input(value: object) -> str:
     return short_repr(value, 60)
 
 
-class InputShape(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InputShape:
     """A workload's inputs with every default filled in for one model class."""
-
-    model_config = ConfigDict(frozen=True)
 
     batch_size: int
     seq_len: int | None = None
@@ -127,6 +128,11 @@ class InputShape(BaseModel):
     audio_samples: int | None = None
     subsampled_image_points: int | None = None
     subsampled_audio_points: int | None = None
+
+    def as_dict(self, *, exclude_none: bool = False) -> dict[str, object]:
+        """Field name -> value, in field order (``None`` ones left out on request)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: v for k, v in out.items() if v is not None} if exclude_none else out
 
 
 def _n_audio_config(resolved: ResolvedModel) -> int:
@@ -142,14 +148,16 @@ def _image_output_points(resolved: ResolvedModel) -> int:
 def resolved_inputs(resolved: ResolvedModel, workload: Workload) -> InputShape:
     """The workload's input sizes for this model class, defaults filled in."""
     cfg = resolved.config
-    kind = resolved.input_kind
+    spec = resolved.spec
+    kind = spec.input_kind
     b = workload.batch_size
     if kind in ("tokens", "embeddings"):
         return InputShape(batch_size=b, seq_len=workload.seq_len or cfg.max_position_embeddings)
     if kind == "image":
         if workload.image_size is not None:
             size = workload.image_size
-        elif resolved.model == "PerceiverForImageClassificationLearned":
+        elif spec.image_preprocessor == "learned":
+            # trainable positions: the input must have exactly image_size² pixels
             side = cfg.image_size if isinstance(cfg.image_size, int) else DEFAULT_IMAGE_SIDE
             size = (side, side)
         else:
@@ -175,14 +183,6 @@ def resolved_inputs(resolved: ResolvedModel, workload: Workload) -> InputShape:
     )
 
 
-def conv_stem_sizes(h: int, w: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Conv2DDownsample (modeling_perceiver.py L2390-2425): Conv2dSamePadding 7x7 stride 2
-    (pads 3 each side: out = ceil(x/2)), then MaxPool2d(3, stride 2, no padding):
-    out = floor((x - 3) / 2) + 1. Returns ((conv h, w), (pooled h, w)); 224 -> 112 -> 55."""
-    h1, w1 = -(-h // 2), -(-w // 2)
-    return (h1, w1), ((h1 - 3) // 2 + 1, (w1 - 3) // 2 + 1)
-
-
 def lengths(resolved: ResolvedModel, workload: Workload) -> dict[str, int]:
     """Token counts per sample: ``latents`` (N), ``inputs`` (encoder input length M),
     ``outputs`` (decoder queries O), ``one``; multimodal adds ``inputs.<modality>`` and
@@ -190,29 +190,26 @@ def lengths(resolved: ResolvedModel, workload: Workload) -> dict[str, int]:
     as transformers' reshapes would (check_workload reports them as errors)."""
     inp = resolved_inputs(resolved, workload)
     cfg = resolved.config
+    spec = resolved.spec
     out: dict[str, int] = {"latents": cfg.num_latents, "one": 1}
-    kind = resolved.input_kind
-    model = resolved.model
+    kind = spec.input_kind
+    # The decoder's query count when the class fixes it: max_position_embeddings for the
+    # masked LM (always, L812-815), 1 for the classifiers, 0 without a decoder.
+    fixed_outputs = spec.fixed_outputs(cfg.max_position_embeddings)
     if kind in ("tokens", "embeddings"):
-        assert inp.seq_len is not None
+        assert inp.seq_len is not None and fixed_outputs is not None
         out["inputs"] = inp.seq_len
-        if model == "PerceiverForMaskedLM":
-            # The decoder always emits max_position_embeddings positions (L812-815).
-            out["outputs"] = cfg.max_position_embeddings
-        elif model == "PerceiverForSequenceClassification":
-            out["outputs"] = 1
-        else:
-            out["outputs"] = 0  # bare PerceiverModel: no decoder
+        out["outputs"] = fixed_outputs
         return out
     if kind == "image":
-        assert inp.image_size is not None
+        assert inp.image_size is not None and fixed_outputs is not None
         h, w = inp.image_size
-        if model == "PerceiverForImageClassificationConvProcessing":
+        if spec.image_preprocessor == "conv":
             _, (ho, wo) = conv_stem_sizes(h, w)
             out["inputs"] = max(ho, 0) * max(wo, 0)
         else:
             out["inputs"] = h * w
-        out["outputs"] = 1
+        out["outputs"] = fixed_outputs
         return out
     if kind == "flow":
         assert inp.image_size is not None
@@ -227,7 +224,8 @@ def lengths(resolved: ResolvedModel, workload: Workload) -> dict[str, int]:
     h, w = inp.image_size
     spp = cfg.samples_per_patch
     out["inputs.audio"] = inp.audio_samples // spp
-    out["inputs.image"] = inp.num_frames * (h // 4) * (w // 4)  # 4x4 patches, 1 frame each
+    patch = MULTIMODAL_IMAGE_PATCH  # 4x4 patches, 1 frame each
+    out["inputs.image"] = inp.num_frames * (h // patch) * (w // patch)
     out["inputs.label"] = 1
     out["inputs"] = out["inputs.audio"] + out["inputs.image"] + out["inputs.label"]
     out["outputs.audio"] = inp.subsampled_audio_points
@@ -272,8 +270,8 @@ def check_workload(resolved: ResolvedModel, workload: Workload) -> list[Finding]
 def _check_inputs(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
     inp = resolved_inputs(resolved, workload)
     cfg = resolved.config
-    model = resolved.model
-    kind = resolved.input_kind
+    spec = resolved.spec
+    kind = spec.input_kind
     found: list[Finding] = []
     training = workload.mode == "training"
     found += _chunk_workload_findings(resolved, workload)
@@ -298,7 +296,7 @@ def _check_inputs(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
         return found
     assert inp.image_size is not None
     h, w = inp.image_size
-    if model == "PerceiverForImageClassificationLearned":
+    if spec.image_preprocessor == "learned":
         side = cfg.image_size if isinstance(cfg.image_size, int) else 0
         if h * w != side * side:
             found.append(
@@ -314,7 +312,7 @@ def _check_inputs(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
                     "which this calculator does not model)",
                 )
             )
-    elif model == "PerceiverForImageClassificationConvProcessing":
+    elif spec.image_preprocessor == "conv":
         (h1, w1), _ = conv_stem_sizes(h, w)
         if min(h1, w1) < 3:
             found.append(
@@ -374,7 +372,7 @@ def _check_inputs(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
                     f"use a multiple of {spp} samples",
                 )
             )
-        if h % 4 or w % 4:
+        if h % MULTIMODAL_IMAGE_PATCH or w % MULTIMODAL_IMAGE_PATCH:
             found.append(
                 _error(
                     "multimodal_image_patches",

@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 from torch.utils.flop_counter import FlopCounterMode
 
+from perceiver_calc.classes import CLASSES
 from reference_model import model as _model
 from reference_model.model import build_model
 
@@ -71,25 +72,11 @@ __all__ = [
     "time_model",
 ]
 
-# Classes whose forward computes a loss from `labels` (OpticalFlow and Multimodal raise
-# NotImplementedError on labels, PerceiverModel has no labels argument).
-LABEL_CLASSES = frozenset(
-    {
-        "PerceiverForMaskedLM",
-        "PerceiverForSequenceClassification",
-        "PerceiverForImageClassificationLearned",
-        "PerceiverForImageClassificationFourier",
-        "PerceiverForImageClassificationConvProcessing",
-    }
-)
-_TEXT = frozenset({"PerceiverForMaskedLM", "PerceiverForSequenceClassification"})
-_IMAGE = frozenset(
-    {
-        "PerceiverForImageClassificationLearned",
-        "PerceiverForImageClassificationFourier",
-        "PerceiverForImageClassificationConvProcessing",
-    }
-)
+# What differs between the classes (input kind, labels, loss) is read from perceiver-calc's
+# class table, the one place that lists it. Classes whose forward computes a loss from
+# `labels` (OpticalFlow and Multimodal raise NotImplementedError on labels, PerceiverModel has
+# no labels argument):
+LABEL_CLASSES = frozenset(name for name, c in CLASSES.items() if c.takes_labels)
 
 # perceiver-calc's dtype names -> (parameter dtype, autocast dtype or None)
 TORCH_DTYPES: dict[str, tuple[torch.dtype, torch.dtype | None]] = {
@@ -177,18 +164,19 @@ def make_inputs(
     dev = torch.device(device)
     gen = None if dev.type == "meta" else torch.Generator().manual_seed(seed)
     mc, b = spec.model_class, spec.batch_size
-    labels = spec.with_labels and mc in LABEL_CLASSES
+    cls = CLASSES[mc]
+    labels = spec.with_labels and cls.takes_labels
     num_labels = int(config.num_labels)
     kw: dict[str, Any] = {}
-    if mc == "PerceiverModel":
+    if cls.input_kind == "embeddings":
         assert spec.seq_len is not None
         kw["inputs"] = _randn((b, spec.seq_len, int(config.d_model)), dev, dtype, gen)
         return kw
-    if mc in _TEXT:
+    if cls.input_kind == "tokens":
         assert spec.seq_len is not None
         vocab = int(config.vocab_size)
         kw["inputs"] = _randint(vocab, (b, spec.seq_len), dev, gen)
-        if labels and mc == "PerceiverForMaskedLM":
+        if labels and cls.loss == "vocab_cross_entropy":
             # One label per decoder position (P = max_position_embeddings): the M tokens'
             # labels, then -100 (ignored by the loss), as a tokenizer padding to P gives them.
             p = int(config.max_position_embeddings)
@@ -201,12 +189,12 @@ def make_inputs(
         return kw
     assert spec.image_size is not None
     h, w = spec.image_size
-    if mc in _IMAGE:
+    if cls.input_kind == "image":
         kw["inputs"] = _randn((b, 3, h, w), dev, dtype, gen)
         if labels:
             kw["labels"] = _labels(num_labels, b, dev, gen)
         return kw
-    if mc == "PerceiverForOpticalFlow":
+    if cls.input_kind == "flow":
         # (B, 2 frames, 27 = 3 colours x 3x3 patch, H, W)
         kw["inputs"] = _randn((b, 2, 27, h, w), dev, dtype, gen)
         return kw

@@ -35,18 +35,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from perceiver_calc.classes import (
+    CLASSES,
+    DEFAULT_MODEL_CLASS,
+    FLOW_OUTPUT_CHANNELS,
+    FLOW_PATCH_CHANNELS,
+    MASKED_LM_DECODER_HEADS,
+    MASKED_LM_DECODER_QK_CHANNELS,
+)
+
 __all__ = ["MODEL_CLASSES", "PerceiverOutput", "build_model"]
 
-MODEL_CLASSES: tuple[str, ...] = (
-    "PerceiverModel",
-    "PerceiverForMaskedLM",
-    "PerceiverForSequenceClassification",
-    "PerceiverForImageClassificationLearned",
-    "PerceiverForImageClassificationFourier",
-    "PerceiverForImageClassificationConvProcessing",
-    "PerceiverForOpticalFlow",
-    "PerceiverForMultimodalAutoencoding",
-)
+MODEL_CLASSES: tuple[str, ...] = tuple(CLASSES)
 
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
 
@@ -1125,7 +1125,8 @@ class PerceiverTaskModel(nn.Module):
         self.vocab_size = config.vocab_size
         self.problem_type = getattr(config, "problem_type", None)
         self.perceiver = perceiver
-        if model_class == "PerceiverForMaskedLM":
+        self.spec = CLASSES[model_class]
+        if self.spec.loss == "vocab_cross_entropy":  # the masked LM's tied output projection
             self.embedding_decoder = PerceiverEmbeddingDecoder(config.vocab_size)
 
     def forward(
@@ -1143,15 +1144,12 @@ class PerceiverTaskModel(nn.Module):
                 if inputs is not None:
                     raise ValueError("You cannot use both `inputs` and `input_ids`/`pixel_values`")
                 inputs = alias
-        if labels is not None and self.model_class in (
-            "PerceiverForOpticalFlow",
-            "PerceiverForMultimodalAutoencoding",
-        ):
+        if labels is not None and not self.spec.takes_labels:
             raise NotImplementedError(f"{self.model_class} training is not supported (as in HF)")
         out = self.perceiver(
             inputs, attention_mask, subsampled_output_points, interpolate_pos_encoding
         )
-        if self.model_class == "PerceiverForMaskedLM":
+        if self.spec.loss == "vocab_cross_entropy":
             prep = self.perceiver.input_preprocessor
             assert isinstance(prep, PerceiverTextPreprocessor)
             out.logits = self.embedding_decoder(out.logits, prep.embeddings)  # (B, P, V)
@@ -1216,10 +1214,12 @@ def _decoder_options(
 
 
 def _build_perceiver(config: Any, model_class: str) -> nn.Module:
-    if model_class == "PerceiverModel":
+    """The PerceiverModel of ``model_class``, by the builder its class-table entry names."""
+    builder = CLASSES[model_class].builder
+    if builder == "bare":
         return PerceiverModel(config)
 
-    if model_class == "PerceiverForMaskedLM":
+    if builder == "masked_lm":
         text = PerceiverTextPreprocessor(config)
         c = config.d_model
         decoder = PerceiverBasicDecoder(
@@ -1230,23 +1230,23 @@ def _build_perceiver(config: Any, model_class: str) -> nn.Module:
             num_channels=c,
             **_decoder_options(
                 config,
-                num_heads=8,
+                num_heads=MASKED_LM_DECODER_HEADS,
                 use_query_residual=False,
                 final_project=False,
-                qk_channels=8 * 32,
+                qk_channels=MASKED_LM_DECODER_QK_CHANNELS,
                 v_channels=c,
             ),
         )
         return PerceiverModel(config, input_preprocessor=text, decoder=decoder)
 
-    if model_class == "PerceiverForSequenceClassification":
+    if builder == "sequence_classification":
         return PerceiverModel(
             config,
             input_preprocessor=PerceiverTextPreprocessor(config),
             decoder=_classification_decoder(config),
         )
 
-    if model_class == "PerceiverForImageClassificationLearned":
+    if builder == "image_learned":
         out_channels = _get(config, "preprocessor_out_channels", 256)
         image_size = config.image_size
         if not isinstance(image_size, int):
@@ -1263,11 +1263,8 @@ def _build_perceiver(config: Any, model_class: str) -> nn.Module:
             config, input_preprocessor=prep, decoder=_classification_decoder(config)
         )
 
-    if model_class in (
-        "PerceiverForImageClassificationFourier",
-        "PerceiverForImageClassificationConvProcessing",
-    ):
-        conv = model_class.endswith("ConvProcessing")
+    if builder in ("image_fourier", "image_conv"):
+        conv = builder == "image_conv"
         fourier = PerceiverFourierPositionEncoding(
             _get(config, "fourier_num_bands", 64),
             _get(config, "fourier_max_resolution", (56, 56) if conv else (224, 224)),
@@ -1281,28 +1278,28 @@ def _build_perceiver(config: Any, model_class: str) -> nn.Module:
             config, input_preprocessor=prep, decoder=_classification_decoder(config)
         )
 
-    if model_class == "PerceiverForOpticalFlow":
+    if builder == "optical_flow":
         bands = _get(config, "fourier_num_bands", 64)
         resolution = _get(config, "fourier_max_resolution", config.train_size)
         prep = PerceiverImagePreprocessor(
             prep_type="patches",
             temporal_downsample=2,
             out_channels=_get(config, "preprocessor_out_channels", 64),
-            conv_after_patching_in_channels=54,  # 3x3 patches x 3 colours x 2 frames
+            conv_after_patching_in_channels=FLOW_PATCH_CHANNELS,  # 3x3 patches x 3 colours x 2
             position_encoding=PerceiverFourierPositionEncoding(bands, resolution),
         )
         decoder = PerceiverOpticalFlowDecoder(
             config,
             output_image_shape=config.train_size,
             rescale_factor=100.0,
-            output_num_channels=2,
+            output_num_channels=FLOW_OUTPUT_CHANNELS,
             position_encoding=PerceiverFourierPositionEncoding(bands, resolution),
             num_channels=prep.num_channels,
             **_decoder_options(config, num_heads=1, use_query_residual=False, final_project=True),
         )
         return PerceiverModel(config, input_preprocessor=prep, decoder=decoder)
 
-    if model_class == "PerceiverForMultimodalAutoencoding":
+    if builder == "multimodal":
         return _build_multimodal(config)
 
     raise ValueError(f"model_class ({model_class!r}) must be one of {', '.join(MODEL_CLASSES)}")
@@ -1418,7 +1415,7 @@ def build_model(
     randomly initialised (N(0, initializer_range)); load HF's with load_state_dict.
     """
     if model_class is None:
-        architectures = getattr(config, "architectures", None) or ["PerceiverForMaskedLM"]
+        architectures = getattr(config, "architectures", None) or [DEFAULT_MODEL_CLASS]
         model_class = architectures[0]
     if model_class not in MODEL_CLASSES:
         raise ValueError(f"model_class ({model_class!r}) must be one of {', '.join(MODEL_CLASSES)}")
@@ -1426,7 +1423,7 @@ def build_model(
         perceiver = _build_perceiver(config, model_class)
         model: nn.Module = (
             perceiver
-            if model_class == "PerceiverModel"
+            if CLASSES[model_class].builder == "bare"
             else PerceiverTaskModel(config, model_class, perceiver)  # type: ignore[arg-type]
         )
     _init_weights(model, float(_get(config, "initializer_range", 0.02)))

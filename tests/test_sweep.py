@@ -188,3 +188,118 @@ def test_row_equals_single_config_counts() -> None:
 def test_parse_values() -> None:
     assert parse_values("64:256:64") == [64, 128, 192, 256]
     assert parse_values("1,null,true,kv") == [1, None, True, "kv"]
+
+
+# --- scale and output (issue 11, partial) --------------------------------------------------
+
+
+def test_grid_over_the_limit_is_refused_up_front(monkeypatch: Any) -> None:
+    import pytest
+
+    monkeypatch.setattr(sweep_module, "MAX_ROWS", 1000)
+    with pytest.raises(ValueError, match=r"1,001 rows .*limit is 1,000"):
+        grid({}, {"num_latents": list(range(1, 1002))})
+    # the CLI: exit 2, the size on stderr, before any row is built
+    from typer.testing import CliRunner
+
+    from perceiver_calc.cli import app
+
+    result = CliRunner().invoke(
+        app, ["sweep", "examples/tiny.json", "--vary", "num_latents=1:1001"]
+    )
+    assert result.exit_code == 2
+    assert "1,001 rows" in result.stderr and not result.stdout
+
+
+def test_csv_is_streamed_clean_and_progress_goes_to_stderr() -> None:
+    import csv
+    import io
+
+    from typer.testing import CliRunner
+
+    from perceiver_calc.cli import app
+
+    # 2,500 rows: over the progress-bar threshold (2,000)
+    args = [
+        "sweep",
+        "examples/tiny.json",
+        "--vary",
+        "num_latents=1:50",
+        "--vary",
+        "d_latents=8:400:8",
+    ]
+    result = CliRunner().invoke(app, [*args, "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(lines), "no blank line in the CSV"
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 50 * 50
+    res = evaluate(
+        grid(
+            pc.load_config("examples/tiny.json"),
+            {"num_latents": list(range(1, 51)), "d_latents": list(range(8, 401, 8))},
+        )
+    )
+    for i in (0, 1, 777, 2499):
+        want = res.row(i)
+        assert rows[i]["valid"] == str(want["valid"])
+        if want["valid"]:
+            assert int(rows[i]["params"]) == want["params"]
+        else:
+            assert rows[i]["reason"] == want["reason"]
+
+
+def test_table_shows_a_bounded_summary() -> None:
+    from typer.testing import CliRunner
+
+    from perceiver_calc.cli import app
+
+    result = CliRunner().invoke(
+        app, ["sweep", "examples/tiny.json", "--vary", "num_latents=1:3000"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "first 50 of 3,000 valid rows shown; --format csv or json gives all" in result.stdout
+    assert len(result.stdout.splitlines()) < 80
+
+
+def test_columns_and_rows_agree() -> None:
+    cfg = pc.load_config("examples/tiny.json")
+    res = evaluate(grid(cfg, {"num_self_attention_heads": [1, 3, 4], "d_latents": [6, 8, 12]}))
+    cols = res.columns()
+    rows = res.rows()
+    assert set(cols) == {"num_self_attention_heads", "d_latents", "valid", *COUNTS, "reason"}
+    for i, row in enumerate(rows):
+        assert bool(cols["valid"][i]) == row["valid"]
+        assert cols["reason"][i] == row.get("reason")
+        for k in COUNTS:
+            assert int(cols[k][i]) == row.get(k, 0)
+    df = res.to_pandas()
+    assert list(df["params"]) == [int(v) for v in cols["params"]]
+
+
+def test_image_size_axis_on_the_learned_classifier_has_validate_s_reason() -> None:
+    """``--vary image_size=N`` is the workload's N x N input; on the learned classifier only
+    image_size x image_size inputs are valid, with the reason ``report --image-size`` gives
+    (not pydantic's raw "1 validation error for Workload")."""
+    from perceiver_calc.workload import check_workload
+
+    cfg = pc.load_config({"image_size": 32, "d_latents": 64, "num_latents": 16})
+    model = "PerceiverForImageClassificationLearned"
+    res = evaluate(grid(cfg, {"image_size": [16, 32, 48]}, model=model))
+    assert res.valid.tolist() == [False, True, False]
+    resolved = pc.resolve(cfg, model)
+    for i, side in ((0, 16), (2, 48)):
+        errors = [
+            f
+            for f in check_workload(resolved, Workload(image_size=(side, side)))
+            if f.severity == "error"
+        ]
+        assert res.reason(i) == "; ".join(str(f) for f in errors)
+        assert "validation error" not in (res.reason(i) or "")
+    assert_same(res)
+
+
+def test_planning_api_is_exported() -> None:
+    for name in ("grid", "evaluate", "fit", "pareto_front", "compare", "training_plan"):
+        assert callable(getattr(pc, name)), name
+    assert pc.SweepResult is sweep_module.SweepResult
