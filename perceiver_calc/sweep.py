@@ -19,12 +19,14 @@ counting conventions. This module never re-derives a width; it relies on two fac
    swept values: the scalar path walks every self-attention layer, and small layer counts make
    it several times cheaper. A field swept over <= 3 values uses those values as nodes, so the
    fit is exact on the grid whatever the function's shape.
-2. **Validity comes from the scalar validator.** Each distinct combination of the fields that
-   can change validity is resolved once (with ``check_workload``); rows share its verdict and
-   its error text. Which fields can change validity is found by resolving the group's
-   representative with each field moved to the sweep's own values and a few probes (a field
-   that never changes the set of error codes is irrelevant); when the grid has few distinct
-   combinations (<= ``EXACT_VALIDITY_LIMIT``) all of them are resolved and no probing is used.
+2. **Validity comes from the scalar validator, for every row.** The config's verdict
+   (``resolve``) is computed once per distinct combination of the swept config fields, the
+   workload's (``check_workload`` on that resolved model) once per distinct (config, workload)
+   combination whose config is valid; every row takes its combination's verdict and error
+   text. Nothing is probed or sampled (an earlier version probed which fields matter from one
+   representative row, and missed ``seq_len > max_position_embeddings`` whenever that row's
+   config was invalid). The cost is one ``resolve`` per distinct config combination: exact, but
+   not the vectorised validity issue 11 asks for (see docs/benchmarks/sweep.md).
 
 Counts that are *not* polynomial in some field (floors, ``max`` of widths: the multimodal
 model's padding, the inference peak, the checkpointing recompute peak) are caught: every group
@@ -103,7 +105,6 @@ COUNTS: tuple[str, ...] = (
 with ``mode="training"`` for the training columns."""
 
 WORKLOAD_FIELDS: frozenset[str] = frozenset(Workload.model_fields)
-EXACT_VALIDITY_LIMIT = 4096
 MAX_ROWS = 10_000_000
 """Largest grid :func:`grid` builds: about 200 bytes a row are held while it is evaluated
 (columns, codes, counts), so 10^7 rows take about 2 GB. A larger grid is refused up front
@@ -644,19 +645,12 @@ def _evaluate_group(run: _Run, rows: IntArray, fixed: dict[str, Any], int_names:
             axes.append(axis)
     rep = {**fixed, **{k: int(cols[k][rows[0]]) for k in int_names}}
 
-    # --- validity: one scalar verdict per distinct combination of the relevant fields ------
-    if math.prod(len(a.values) for a in axes) <= EXACT_VALIDITY_LIMIT:
-        relevant = axes
-    else:
-        names = _validity_fields(run, rep, axes)
-        relevant = [a for a in axes if a.name in names]
-    cid, parts = _combos([a.codes for a in relevant], [len(a.values) for a in relevant], len(rows))
-    ids = np.full(parts.shape[1], -1, dtype=np.int32)
-    for j in range(parts.shape[1]):
-        point = {a.name: int(a.values[parts[f, j]]) for f, a in enumerate(relevant)}
-        text = run.verdict({**rep, **point})[0]
-        if text is not None:
-            ids[j] = run.reasons.id(text)
+    # --- validity: exact for every row, never probed --------------------------------------
+    # The config's verdict (resolve) depends on the config fields only: once per distinct
+    # combination of the swept config fields. The workload's (check_workload) on the resolved
+    # model and the workload fields: once per distinct (config, workload) combination among
+    # the rows whose config is valid. Every row gets the scalar validator's own verdict.
+    cid, ids = _group_validity(run, rep, axes, len(rows))
     if (ids >= 0).any():
         row_ids = ids[cid]
         bad = row_ids >= 0
@@ -695,20 +689,54 @@ def _scalar_row(run: _Run, i: int) -> None:
 _OVERFLOW = "overflow: a count exceeds int64 (2**63 - 1); use smaller dimensions"
 
 
-def _validity_fields(run: _Run, rep: dict[str, Any], axes: list[_Axis]) -> set[str]:
-    """The varying fields whose value can change the set of error codes (probed)."""
-    base_codes = run.verdict(rep)[1]
-    relevant: set[str] = set()
-    for a in axes:
-        values = np.sort(a.values)
-        picks = set(values[np.linspace(0, len(values) - 1, 8).astype(int)].tolist())
-        x = int(rep[a.name])
-        picks |= {1, 2, 3, x + 1, 2 * x + 1}
-        for v in sorted(picks):
-            if run.verdict({**rep, a.name: v})[1] != base_codes:
-                relevant.add(a.name)
-                break
-    return relevant
+def _group_validity(
+    run: _Run, rep: dict[str, Any], axes: list[_Axis], n: int
+) -> tuple[IntArray, npt.NDArray[np.int32]]:
+    """Each row's combination index and, per combination, its reason id (-1: valid)."""
+    sweep = run.sweep
+    cfg_axes = [a for a in axes if a.name not in WORKLOAD_FIELDS]
+    wl_axes = [a for a in axes if a.name in WORKLOAD_FIELDS]
+    cfg_rep = {k: v for k, v in rep.items() if k not in WORKLOAD_FIELDS}
+    wl_rep = {k: v for k, v in rep.items() if k in WORKLOAD_FIELDS}
+    ccid, cparts = _combos([a.codes for a in cfg_axes], [len(a.values) for a in cfg_axes], n)
+    n_cfg = cparts.shape[1]
+    cfg_ids = np.full(n_cfg, -1, dtype=np.int32)
+    resolved: list[ResolvedModel | None] = [None] * n_cfg
+    for j in range(n_cfg):
+        point = {a.name: int(a.values[cparts[f, j]]) for f, a in enumerate(cfg_axes)}
+        try:
+            config, _ = _build(sweep.base, sweep.workload, {**cfg_rep, **point})
+            resolved[j] = resolve(config, sweep.model)
+        except ConfigError as err:
+            cfg_ids[j] = run.reasons.id(_error_text(err))
+        except PerceiverCalcError as err:
+            cfg_ids[j] = run.reasons.id(_error_text(err))
+    # rows of a valid config: one verdict per (config combination, workload combination)
+    wcid, wparts = _combos([a.codes for a in wl_axes], [len(a.values) for a in wl_axes], n)
+    n_wl = wparts.shape[1]
+    cid = ccid * n_wl + wcid
+    ids = np.full(n_cfg * n_wl, -1, dtype=np.int32)
+    ids.reshape(n_cfg, n_wl)[:] = cfg_ids[:, None]
+    workloads: list[Workload | str] = []
+    for k in range(n_wl):
+        point = {a.name: int(a.values[wparts[f, k]]) for f, a in enumerate(wl_axes)}
+        try:
+            workloads.append(_build(sweep.base, sweep.workload, {**wl_rep, **point})[1])
+        except PerceiverCalcError as err:
+            workloads.append(_error_text(err))
+    present = np.unique(cid)
+    for c in present.tolist():
+        j, k = divmod(c, n_wl)
+        r, wl = resolved[j], workloads[k]
+        if r is None:
+            continue  # the config's reason, already set
+        if isinstance(wl, str):
+            ids[c] = run.reasons.id(wl)
+            continue
+        errors = [f for f in check_workload(r, wl) if f.severity == "error"]
+        if errors:
+            ids[c] = run.reasons.id("; ".join(str(f) for f in errors))
+    return cid, ids
 
 
 # --------------------------------------------------------------------------------------------
