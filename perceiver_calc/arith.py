@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-__all__ = ["Int", "cdiv", "is_scalar", "maximum", "where"]
+__all__ = ["Int", "cdiv", "decides", "is_scalar", "maximum", "positive", "where"]
 
 Int = int
 """A count: a Python int on the scalar path; a numpy int64 array (same formulas) in the sweep.
@@ -46,3 +46,18 @@ def where(cond: Any, a: Int, b: Int) -> Int:
 def cdiv(a: Int, b: Int) -> Int:
     """Ceiling division of non-negative counts by a positive divisor: ``ceil(a / b)``."""
     return -(-a // b)
+
+
+def decides(cond: Any) -> bool:
+    """``cond`` where it decides which modules or storages exist (control flow, not a value):
+    the sweep groups its rows so that it is the same for every row of a group
+    (perceiver_calc.sweep.STRUCTURAL), else AssertionError."""
+    if is_scalar(cond) or not hasattr(cond, "all"):
+        return bool(cond)
+    assert cond.all() or not cond.any(), "a structural condition differs within a sweep group"
+    return bool(cond.all())
+
+
+def positive(x: Int) -> bool:
+    """``decides(x > 0)``."""
+    return decides(x > 0)

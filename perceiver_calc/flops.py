@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from perceiver_calc.arith import is_scalar
 from perceiver_calc.modules import (
     ACT_FLOPS,
     GELU_FLOPS,
@@ -181,5 +182,5 @@ def count_flops(resolved: ResolvedModel, workload: Workload) -> FlopCounts:
         six_n_d=six,
         six_n_d_params=params,
         six_n_d_tokens=tokens,
-        six_n_d_ratio=six / step if step else float("inf"),
+        six_n_d_ratio=(six / step if step else float("inf")) if is_scalar(step) else 0.0,
     )

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-from perceiver_calc.arith import Int, maximum
+from perceiver_calc.arith import Int, decides, is_scalar, maximum, positive, where
 from perceiver_calc.classes import FLOW_PATCH_CHANNELS
 from perceiver_calc.modules import (
     BatchNorm2d,
@@ -159,12 +159,22 @@ class _Graph:
         in_layer: str | None = None,
         count: Int = 1,
     ) -> None:
-        if sid is None or elements <= 0 or count <= 0:
-            return  # a parameter's storage (latents, trainable queries), or an empty tensor
+        if sid is None:
+            return  # a parameter's storage (latents, trainable queries)
+        scalar = is_scalar(elements, count)
+        if scalar and (elements <= 0 or count <= 0):
+            return  # an empty tensor
         prev = self.saved.get(sid)
         if prev is not None:
             if layer_input and not prev.layer_input:
-                self.saved[sid] = dataclasses.replace(prev, layer_input=True, in_layer=None)
+                prev = self.saved[sid] = dataclasses.replace(prev, layer_input=True, in_layer=None)
+            if not scalar:
+                # The sweep's per-row sizes: a storage saved twice has one size where it is
+                # not empty (the scalar path keeps the first non-empty save); rows where the
+                # first save was empty (0) take the later one.
+                self.saved[sid] = dataclasses.replace(
+                    prev, elements=maximum(prev.elements, elements * count)
+                )
             return
         self.saved[sid] = SavedTensor(
             id=sid,
@@ -257,12 +267,12 @@ def saved_tensors(
             # Linear on the batch-expanded positions (B, S², C): for B > 1 the stride-0 tensor
             # is not contiguous and (if S² > 1) matmul folds it to (B·S², C) with a copy, which mm
             # saves; otherwise it folds to a view of the parameter (not an activation).
-            if b > 1 and lens["inputs"] > 1:
-                g.save(
-                    g.new("positions_folded"),
-                    proj.path,
-                    b * lens["inputs"] * proj.in_features.value,
-                )
+            folded = (b > 1) & (lens["inputs"] > 1)
+            g.save(
+                g.new("positions_folded"),
+                proj.path,
+                where(folded, b * lens["inputs"] * proj.in_features.value, 0),
+            )
         prep = g.new("preprocessed")
     elif kind == "flow":
         lin = mods[f"{pre}.conv_after_patches"]
@@ -286,7 +296,7 @@ def saved_tensors(
     selfs = [m for m in layers if m.role == "encoder_self"]
     z = cross.save_for_backward(g, None, prep, lens, b, dropout, act)
     for m in selfs:  # the shared block: num_blocks x L same-shape applications, folded
-        if m.runs > 0:
+        if positive(m.runs):
             z = m.save_for_backward(g, z, None, lens, b, dropout, act, count=m.runs)
 
     # --- decoder and head ------------------------------------------------------------------
@@ -324,10 +334,11 @@ def saved_tensors(
         # output (B, O, C). matmul folds it to (B·n, C): a view of the whole output when
         # B == 1, n == 1 or n == O (the saved view pins all of it), else a copy of the slice.
         n = pm.rows(lens)
-        if b == 1 or n in (1, o):
-            g.save(logits, pm.path, b * o * pm.in_features.value)
-        else:
-            g.save(g.new(f"{pm.path}:input"), pm.path, b * n * pm.in_features.value)
+        view = (b == 1) | (n == 1) | (n == o)
+        g.save(logits, pm.path, where(view, b * o * pm.in_features.value, 0))
+        if not is_scalar(view) or not view:
+            copy = where(view, 0, b * n * pm.in_features.value)
+            g.save(g.new(f"{pm.path}:input"), pm.path, copy)
     if with_labels and spec.takes_labels:
         _loss(g, resolved, b, o, logits, logits_width)
     return list(g.saved.values())
@@ -343,7 +354,7 @@ def _loss(g: _Graph, resolved: ResolvedModel, b: int, o: int, logits: str, width
         problem = "single_label_classification"  # CrossEntropyLoss over the vocabulary, always
     elif problem is None:
         # transformers' rule: one label -> regression (MSE), else class ids -> cross-entropy
-        problem = "regression" if width == 1 else "single_label_classification"
+        problem = "regression" if decides(width == 1) else "single_label_classification"
     if problem == "regression":
         g.save(logits, "loss", rows * width)
         g.save(g.new("labels"), "loss", rows * width)  # float targets
@@ -422,7 +433,7 @@ def count_memory(
         if t.in_layer is not None and not t.layer_input:
             # one application's internals (a folded entry holds t.count equal ones)
             per_layer[t.in_layer] = per_layer.get(t.in_layer, 0) + nbytes(t) // t.count
-    recompute_peak = max(per_layer.values(), default=0) if workload.checkpointing else 0
+    recompute_peak = maximum(0, *per_layer.values()) if workload.checkpointing else 0
     chosen = kept if workload.checkpointing else tensors
     by_module: dict[str, int] = {}
     for t in chosen:

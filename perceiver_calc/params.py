@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from perceiver_calc.arith import is_scalar
 from perceiver_calc.modules import Module, PerceiverLayer, ResolvedModel, Shape
 
 __all__ = [
@@ -123,7 +124,7 @@ def count_params(resolved: ResolvedModel) -> ParamCounts:
         n_copies = m.n_copies()
         if isinstance(m, PerceiverLayer) and m.is_block:
             copies[m.path] = n_copies
-            if n_copies <= MAX_LISTED_COPIES:
+            if is_scalar(n_copies) and n_copies <= MAX_LISTED_COPIES:
                 tensors |= parameter_shapes(m)
             else:
                 notes.append(
