@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-from perceiver_calc.arith import Int, decides, is_scalar, maximum, positive, where
+from perceiver_calc.arith import Int, decides, is_scalar, maximum, positive, total, where
 from perceiver_calc.classes import FLOW_PATCH_CHANNELS
 from perceiver_calc.modules import (
     BatchNorm2d,
@@ -50,7 +50,7 @@ from perceiver_calc.modules import (
     ResolvedModel,
     TiedOutput,
 )
-from perceiver_calc.params import count_params
+from perceiver_calc.params import params_total
 from perceiver_calc.workload import Dtype, Workload, lengths, resolved_inputs
 
 __all__ = [
@@ -385,9 +385,9 @@ def _inference_peak_activations(resolved: ResolvedModel, workload: Workload) -> 
     k = resolved.encoder_kv_dim.value
     held = b * lens["inputs"] * k
     if image is not None:
-        held += b * 3 * image[0] * image[1]
+        held = held + b * 3 * image[0] * image[1]
     elif kind == "flow":
-        held += b * FLOW_PATCH_CHANNELS * lens["inputs"]
+        held = held + b * FLOW_PATCH_CHANNELS * lens["inputs"]
     # the largest module's transient tensors (each kind's working_set); the encoder output z
     # is held while the decoder runs (counted in the layer inputs)
     peak = maximum(0, *(m.working_set(lens, b, image) for m in resolved.modules))
@@ -399,19 +399,20 @@ def _inference_peak_activations(resolved: ResolvedModel, workload: Workload) -> 
 
 
 def count_memory(
-    resolved: ResolvedModel, workload: Workload, *, device: Device = "cuda"
+    resolved: ResolvedModel, workload: Workload, *, device: Device = "cuda", detail: bool = True
 ) -> MemoryCounts:
     """Bytes for weights, gradients, optimizer states, activations and the inference peak of
-    ``resolved`` on ``workload``; see the module docstring for the conventions."""
+    ``resolved`` on ``workload``; see the module docstring for the conventions.
+    ``detail=False`` leaves ``by_module`` empty (the sweep needs only the totals)."""
     dtype = workload.dtype
     training = workload.mode == "training"
     act_b = 2 if dtype != "fp32" else 4
-    params = count_params(resolved).total
+    params = params_total(resolved)
     buffers = 0
     for m in resolved.modules:
         for name, shape in m.buffers().items():
             n = math.prod(shape)
-            buffers += (
+            buffers = buffers + (
                 8 * n
                 if name.endswith("num_batches_tracked")
                 else (4 if dtype.startswith("mixed") else act_b) * n
@@ -425,9 +426,9 @@ def count_memory(
     def nbytes(t: SavedTensor) -> int:
         return t.elements * bytes_per_element(t.kind, dtype, device)
 
-    full = sum(nbytes(t) for t in tensors)
+    full = total(nbytes(t) for t in tensors)
     kept = [t for t in tensors if t.in_layer is None or t.layer_input]
-    ckpt = sum(nbytes(t) for t in kept)
+    ckpt = total(nbytes(t) for t in kept)
     per_layer: dict[str, int] = {}
     for t in tensors:
         if t.in_layer is not None and not t.layer_input:
@@ -436,14 +437,16 @@ def count_memory(
     recompute_peak = maximum(0, *per_layer.values()) if workload.checkpointing else 0
     chosen = kept if workload.checkpointing else tensors
     by_module: dict[str, int] = {}
-    for t in chosen:
+    for t in chosen if detail else ():
         by_module[t.module] = by_module.get(t.module, 0) + nbytes(t)
     activations = (ckpt if workload.checkpointing else full) if training else 0
 
     peak_elems, biggest = _inference_peak_activations(resolved, workload)
     inference_peak = weights + peak_elems * act_b
     # training: everything kept for the step; inference: the no-grad working set
-    total = weights + grads + optim + activations + recompute_peak if training else inference_peak
+    total_bytes = (
+        weights + grads + optim + activations + recompute_peak if training else inference_peak
+    )
     return MemoryCounts(
         dtype=dtype,
         mode=workload.mode,
@@ -457,6 +460,6 @@ def count_memory(
         recompute_peak_bytes=recompute_peak,
         inference_peak_bytes=inference_peak,
         largest_attention_scores_bytes=biggest * act_b,
-        total_bytes=total,
+        total_bytes=total_bytes,
         by_module=MappingProxyType(by_module),
     )

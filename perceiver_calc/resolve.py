@@ -1135,7 +1135,7 @@ def resolve_unchecked(
         ctx.findings[:] = parity.relax_unexecuted_self_attention(config, ctx.findings)
     # Checked only for an otherwise valid config (the sweep checks every row: a row is invalid
     # if any rule fails, whichever the scalar path lists).
-    if rules.batched or not any(f.severity == "error" for f in ctx.findings):
+    if rules.magnitudes and (rules.batched or not any(f.severity == "error" for f in ctx.findings)):
         _param_numel_findings(ctx, modules)
         ctx.findings += parity.tensor_bytes_findings(modules, rules)
     fixed = {"latents": config.num_latents, "one": 1}

@@ -50,6 +50,11 @@ class Rules:
     def batched(self) -> bool:
         return self.pass_ != "scalar"
 
+    @property
+    def magnitudes(self) -> bool:
+        """Whether :meth:`exceeds` decides anything in this pass (not in the int64 pass)."""
+        return self.pass_ != "int"
+
     def fails(self, cond: Any, code: str, severity: str = "error") -> bool:
         """Whether to build the finding (scalar path); else records ``cond`` as a mask."""
         if self.pass_ == "scalar":

@@ -65,7 +65,7 @@ from perceiver_calc.config import ModelClass, PerceiverConfig, load_config
 from perceiver_calc.errors import ConfigError, PerceiverCalcError
 from perceiver_calc.flops import count_flops
 from perceiver_calc.memory import Device, count_memory
-from perceiver_calc.params import count_params
+from perceiver_calc.params import params_total
 from perceiver_calc.resolve import ResolvedModel, model_class_of, resolve, resolve_unchecked
 from perceiver_calc.rules import Rules
 from perceiver_calc.workload import Workload, check_workload
@@ -115,13 +115,13 @@ def scalar_counts(
 ) -> dict[str, int]:
     """The scalar path: the :data:`COUNTS` of one resolved config (the reference)."""
     train = workload.model_copy(update={"mode": "training"})
-    flops = count_flops(resolved, train)
-    mem = count_memory(resolved, train, device=device)
+    flops = count_flops(resolved, train, detail=False)
+    mem = count_memory(resolved, train, device=device, detail=False)
     total = mem.total_bytes
     if workload.mode == "inference":
-        total = count_memory(resolved, workload, device=device).total_bytes
+        total = count_memory(resolved, workload, device=device, detail=False).total_bytes
     return {
-        "params": count_params(resolved).total,
+        "params": params_total(resolved),
         "forward_flops": flops.forward,
         "training_flops": flops.training_step,
         "weights_bytes": mem.weights_bytes,
@@ -155,6 +155,11 @@ class Sweep:
     )
     """Per column, filled once: its distinct values and each row's index into them (``grid``
     knows them from its axes; :func:`evaluate` computes the others)."""
+    axes: dict[str, npt.NDArray[Any]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+    """``grid``'s axes (name -> values, last fastest): rows are their Cartesian product, so
+    :func:`evaluate` can broadcast the axes instead of materialising every row's values."""
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 1
@@ -275,6 +280,7 @@ def grid(
         device=device,
     )
     sweep.distinct.update(distinct)
+    sweep.axes.update({name: _column(list(axes[name])) for name in names})
     return sweep
 
 
@@ -595,12 +601,36 @@ def evaluate(
     order = np.argsort(gid, kind="stable")
     n_groups = int(gid.max()) + 1 if len(all_rows) else 0
     bounds = np.searchsorted(gid[order], np.arange(n_groups + 1))
+    axes = sweep.axes
+    broadcast = (
+        n_groups == 1
+        and len(all_rows) == n
+        and list(axes) == list(cols)
+        and all(a.dtype == np.int64 for a in axes.values())
+    )
     with np.errstate(all="ignore"):  # int64 wraps are detected per row (module docstring)
-        for g in range(n_groups):
+        if broadcast:
+            # The whole grid is one group: each axis broadcast along its own dimension (most
+            # intermediate values then cost one axis' size), in blocks of the first axis.
+            names = list(axes)
+            dims = [len(axes[k]) for k in names]
+            per = math.prod(dims[1:])
+            step = max(1, BLOCK_ROWS // max(per, 1))
+            for i0 in range(0, dims[0], step):
+                i1 = min(i0 + step, dims[0])
+                shape = (i1 - i0, *dims[1:])
+                arrays = {}
+                for a, k in enumerate(names):
+                    vals = axes[k][i0:i1] if a == 0 else axes[k]
+                    arrays[k] = vals.reshape([len(vals) if b == a else 1 for b in range(len(dims))])
+                rows = np.arange(i0 * per, i1 * per, dtype=np.int64)
+                _evaluate_rows(run, rows, arrays, shape)
+                run.advance(len(rows))
+        for g in range(n_groups if not broadcast else 0):
             rows = np.sort(all_rows[order[bounds[g] : bounds[g + 1]]])
             for lo in range(0, len(rows), CHUNK_ROWS):
                 chunk = rows[lo : lo + CHUNK_ROWS]
-                _evaluate_rows(run, chunk, int_names)
+                _evaluate_rows(run, chunk, {k: cols[k][chunk] for k in int_names}, (len(chunk),))
                 run.advance(len(chunk))
     for k in run.counts:
         run.counts[k][~run.valid] = 0
@@ -735,12 +765,14 @@ _BIG = float(2**62)
 enough that an intermediate may have wrapped."""
 
 
-def _evaluate_rows(run: _Run, rows: IntArray, int_names: list[str]) -> None:
+def _evaluate_rows(
+    run: _Run, rows: IntArray, arrays: Mapping[str, IntArray], shape: tuple[int, ...]
+) -> None:
     """Rows of one structure group: validity and counts by the scalar path's functions on
     arrays, twice (int64: exact unless a value wraps; float64: magnitudes), rows the two
-    cannot settle by the scalar path itself."""
+    cannot settle by the scalar path itself. ``arrays``: the integer columns, each of
+    ``shape`` or broadcastable to it; ``shape`` flattened (C order) is ``rows``."""
     sweep = run.sweep
-    cols = sweep.columns
     n = len(rows)
     try:
         config, workload = _build(sweep.base, sweep.workload, sweep.row(int(rows[0])))
@@ -748,23 +780,27 @@ def _evaluate_rows(run: _Run, rows: IntArray, int_names: list[str]) -> None:
         for i in rows.tolist():
             _scalar_row(run, i)
         return
-    arrays = {k: cols[k][rows] for k in int_names}
     exact, errors, counts = _batched(sweep, config, workload, arrays, "int")
     approx, _, fcounts = _batched(sweep, config, workload, arrays, "float")
     if errors:  # an error that holds whatever the values (a bad string): every row
         run.invalidate(rows, LAZY)
         return
-    bad = np.zeros(n, dtype=bool)
+    bad = np.zeros(shape, dtype=bool)
     for _, mask in (*exact.masks, *approx.masks):
         bad |= mask
-    suspect = np.zeros(n, dtype=bool) | approx.suspect
+    suspect = (np.zeros(shape, dtype=bool) | approx.suspect).reshape(n)
     out: dict[str, IntArray] = {}
     for k in COUNTS:
-        v = np.broadcast_to(np.asarray(counts[k], dtype=np.int64), (n,))
-        f = np.broadcast_to(np.asarray(fcounts[k], dtype=np.float64), (n,))
+        v = np.broadcast_to(np.asarray(counts[k], dtype=np.int64), shape).reshape(n)
+        f = np.broadcast_to(np.asarray(fcounts[k], dtype=np.float64), shape).reshape(n)
+        if f.max(initial=0.0) >= _BIG:
+            suspect |= f >= _BIG
         # float64 agrees with the exact value to ~1e-12 relative; a wrapped int64 does not
-        suspect |= (f >= _BIG) | (np.abs(v - f) > 1e-6 * np.maximum(f, 1.0))
+        err = np.abs(v - f)
+        err -= 1e-6 * f
+        suspect |= err > 1e-6
         out[k] = v
+    bad = bad.reshape(n)
     suspect &= ~bad
     if bad.any():
         run.invalidate(rows[bad], LAZY)
@@ -790,7 +826,10 @@ def _scalar_row(run: _Run, i: int) -> None:
 
 
 CHUNK_ROWS = 1 << 16
-"""Rows evaluated per step (and per progress update): arrays of this size stay in cache."""
+"""Rows evaluated per step (and per progress update) when the rows are not a whole grid."""
+BLOCK_ROWS = 1 << 18
+"""About this many rows of a grid per step (whole values of its first axis; per progress
+update): the other axes stay broadcast, so most arrays are much smaller."""
 
 
 def clear_fit_cache() -> None:

