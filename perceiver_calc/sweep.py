@@ -117,9 +117,9 @@ def scalar_counts(
     train = workload.model_copy(update={"mode": "training"})
     flops = count_flops(resolved, train, detail=False)
     mem = count_memory(resolved, train, device=device, detail=False)
-    total = mem.total_bytes
-    if workload.mode == "inference":
-        total = count_memory(resolved, workload, device=device, detail=False).total_bytes
+    # inference: total_bytes is the inference peak, which does not depend on the mode (the
+    # training call computes it too: weights + the no-grad working set of the same inputs)
+    total = mem.total_bytes if workload.mode == "training" else mem.inference_peak_bytes
     return {
         "params": params_total(resolved),
         "forward_flops": flops.forward,

@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal, TypeGuard, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
@@ -199,7 +199,7 @@ def _or(value: _T | None, default: _T) -> _T:
     return default if value is None else value
 
 
-def _is_side(image_size: object) -> bool:
+def _is_side(image_size: int | tuple[int, ...]) -> TypeGuard[int]:
     """The config's image_size is one side (an int; in the sweep a per-row array), not a tuple."""
     return not isinstance(image_size, tuple)
 
