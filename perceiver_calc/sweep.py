@@ -1,54 +1,42 @@
-"""Vectorised evaluation of many configs: parameters, FLOPs and memory over numpy arrays.
+"""Vectorised evaluation of many configs: validity, parameters, FLOPs and memory over numpy
+arrays, exact by construction.
 
 How it stays exactly equal to the scalar path without restating any of its rules
 ------------------------------------------------------------------------------------
-The scalar path (:func:`~perceiver_calc.resolve.resolve` -> ``count_params`` / ``count_flops``
-/ ``count_memory``) is the only place that knows transformers' defaulting rules and the
-counting conventions. This module never re-derives a width; it relies on two facts about it:
+The scalar path (``load_config`` -> :func:`~perceiver_calc.resolve.resolve` ->
+:func:`~perceiver_calc.workload.check_workload` -> ``count_params`` / ``count_flops`` /
+``count_memory``) is the only place that knows transformers' defaulting and validity rules and
+the counting conventions. The sweep runs *that same code* with the swept integer fields as
+numpy arrays (one element per config):
 
-1. **Counts are polynomials in the integer fields.** Within one *structure* (same model class,
-   same ``None``/explicit choices, same strings, booleans and tuples) every count is a sum of
-   products of widths, token counts and layer counts, so it is a polynomial of degree <= 2 in
-   each integer field (``d_latents`` enters squared through the MLP and ``num_latents``
-   squared through the self-attention scores; nothing is cubic in one field). A tensor-product
-   polynomial of degree <= 2 per field is fixed by its values on 3 nodes per field, so the
-   scalar path is run on the ``3**k`` node combinations of the ``k`` swept integer fields and
-   the monomial coefficients are solved for exactly (integer arithmetic over the least common
-   denominator of the inverse Vandermonde matrices; every coefficient must come out an
-   integer). Any 3 distinct values fix a quadratic, so the nodes are each field's 3 *smallest*
-   swept values: the scalar path walks every self-attention layer, and small layer counts make
-   it several times cheaper. A field swept over <= 3 values uses those values as nodes, so the
-   fit is exact on the grid whatever the function's shape.
-2. **Validity comes from the scalar validator, for every row.** The config's verdict
-   (``resolve``) is computed once per distinct combination of the swept config fields, the
-   workload's (``check_workload`` on that resolved model) once per distinct (config, workload)
-   combination whose config is valid; every row takes its combination's verdict and error
-   text. Nothing is probed or sampled (an earlier version probed which fields matter from one
-   representative row, and missed ``seq_len > max_position_embeddings`` whenever that row's
-   config was invalid). The cost is one ``resolve`` per distinct config combination: exact, but
-   not the vectorised validity issue 11 asks for (see docs/benchmarks/sweep.md).
+1. **Types and ranges** of each swept value come from the scalar validator itself
+   (``load_config`` / ``Workload``), once per distinct value of a column (an integer column:
+   the two ends of its valid interval, found by bisection).
+2. **Structure groups.** Rows that share every non-integer value (model class, strings,
+   booleans, ``None`` vs set, lists such as ``train_size``) and every :data:`STRUCTURAL`
+   condition (``num_blocks > 0``, ...: integers that decide which modules exist) form a
+   group. A group is resolved once with its integer fields as arrays
+   (``resolve_unchecked(..., rules=Rules("int"))``): module dims become arrays, and each
+   validity rule, written once as ``if rules.fails(cond, code)`` (perceiver_calc.rules),
+   records ``cond`` as a per-row mask instead of building its message. A row is invalid iff
+   some mask is true for it; its text is the scalar path's for that row, computed when read
+   (:meth:`SweepResult.reason`).
+3. **Counts** are the scalar functions (:func:`scalar_counts`) on the array-valued resolved
+   model: the module kinds' formulas use only ``+ - * //`` and ``arith.maximum`` / ``where``
+   / ``cdiv``, so floors, conv sizes, the multimodal ``// samples_per_patch // 128`` defaults
+   and the inference peak's ``max`` are exact automatically.
+4. **int64 overflow, per row, without false positives.** Each group is evaluated twice: in
+   int64 (exact unless an intermediate wraps) and in float64 (approximate magnitudes). A row
+   whose float64 counts reach 2**62, or disagree with int64 beyond float rounding (a wrap),
+   or whose tensor-size rule (``tensor_too_large``, ``activation_bytes_too_large``, decided
+   by ``Rules.exceeds`` in float64) is within 1e-6 of torch's limit, is *suspect*: it is
+   evaluated by the scalar path in Python ints (``SweepResult.scalar_rows``). Counts beyond
+   int64 are kept exactly (that count's column becomes an object array of Python ints).
 
-Counts that are *not* polynomial in some field (floors, ``max`` of widths: the multimodal
-model's padding, the inference peak, the checkpointing recompute peak) are caught: every group
-is checked against the scalar path on random rows that are not nodes, and a group that fails
-(or whose coefficients are not integers) is evaluated row by row by the scalar path instead
-(``SweepResult.scalar_rows`` counts them). Tests compare the two paths on generated configs.
-
-Speed. The scalar path runs only at the nodes (shared by the 8 counts; one ``resolve`` per
-node of the config fields, since workload fields do not change the resolved model), and fits
-are kept across calls (:data:`FIT_CACHE_SIZE`, keyed by everything a fit depends on). Each
-column's distinct values and per-row codes are computed once (``grid`` knows them). A fitted
-count is evaluated once per combination of the fields' distinct values, by Horner's rule
-along one field at a time (trailing zero coefficients dropped, so a linear field costs one
-multiply-add per element), written in place when the rows are in grid order, else gathered.
-``progress`` advances within a group: by blocks of about :data:`CHUNK_ROWS` rows (in grid
-order, by whole values of the first swept field, so never finer than one such value).
-
-Overflow: counts are int64. Each row's terms are also summed in float64 as absolute values;
-a row whose bound reaches 2**63 (within a 1e-9 relative margin) is reported invalid with the
-reason ``overflow``, never wrapped silently. (The int64 sums themselves may wrap: arithmetic
-modulo 2**64 is exact whenever the true sum fits, which the bound guarantees. The bound is
-computed per row only for counts whose exact bound over the whole group can reach 2**63.)
+Speed: a whole grid (one group) is evaluated with each axis broadcast along its own dimension,
+in blocks of whole values of the first axis (:data:`BLOCK_ROWS`), so the many intermediate
+values that depend on one swept field cost that field's size; sums add same-shape arrays first
+(``arith.total``). Other sweeps are evaluated in blocks of :data:`CHUNK_ROWS` rows.
 """
 
 from __future__ import annotations
