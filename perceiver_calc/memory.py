@@ -268,11 +268,12 @@ def saved_tensors(
             # is not contiguous and (if S² > 1) matmul folds it to (B·S², C) with a copy, which mm
             # saves; otherwise it folds to a view of the parameter (not an activation).
             folded = (b > 1) & (lens["inputs"] > 1)
-            g.save(
-                g.new("positions_folded"),
-                proj.path,
-                where(folded, b * lens["inputs"] * proj.in_features.value, 0),
-            )
+            if not is_scalar(folded) or folded:  # (the sweep: a per-row condition)
+                g.save(
+                    g.new("positions_folded"),
+                    proj.path,
+                    where(folded, b * lens["inputs"] * proj.in_features.value, 0),
+                )
         prep = g.new("preprocessed")
     elif kind == "flow":
         lin = mods[f"{pre}.conv_after_patches"]

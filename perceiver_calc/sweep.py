@@ -594,6 +594,7 @@ def evaluate(
         n_groups == 1
         and len(all_rows) == n
         and list(axes) == list(cols)
+        and math.prod(len(a) for a in axes.values()) == n
         and all(a.dtype == np.int64 for a in axes.values())
     )
     with np.errstate(all="ignore"):  # int64 wraps are detected per row (module docstring)
@@ -768,8 +769,13 @@ def _evaluate_rows(
         for i in rows.tolist():
             _scalar_row(run, i)
         return
-    exact, errors, counts = _batched(sweep, config, workload, arrays, "int")
-    approx, _, fcounts = _batched(sweep, config, workload, arrays, "float")
+    try:
+        exact, errors, counts = _batched(sweep, config, workload, arrays, "int")
+        approx, _, fcounts = _batched(sweep, config, workload, arrays, "float")
+    except OverflowError:  # a fixed Python int beyond int64 met an int64 array: row by row
+        for i in rows.tolist():
+            _scalar_row(run, i)
+        return
     if errors:  # an error that holds whatever the values (a bad string): every row
         run.invalidate(rows, LAZY)
         return

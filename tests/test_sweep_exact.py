@@ -230,3 +230,38 @@ def test_chunk_size_against_latents_and_heads_against_widths() -> None:
     )
     check_rows(res, list(range(len(res))))
     assert res.valid.any() and not res.valid.all()
+
+
+def test_range_errors_at_both_ends_and_in_several_columns() -> None:
+    """Out-of-range values below and above the valid interval of an integer column (found by
+    bisection), and rows with two bad columns (the scalar path's combined text)."""
+    base = pc.load_config("docs/tutorial-base.json")
+    res = evaluate(
+        grid(
+            base,
+            {
+                "num_latents": [-3, 0, 1, 2, 5, 64, 2**40],
+                "num_blocks": [-1, 0, 1, 2],
+                "batch_size": [0, 1, 2**31, 2**31 - 1],
+            },
+        )
+    )
+    check_rows(res, list(range(len(res))))
+    assert res.valid.any()
+
+
+def test_fixed_value_beyond_int64_with_a_swept_axis() -> None:
+    """A base whose fixed counts pass int64 (a Python int in the formulas) with a swept
+    field: those rows are the scalar path's, exactly."""
+    base = pc.load_config(
+        {
+            "num_blocks": 2**31 - 1,
+            "num_self_attends_per_block": 2**20,
+            "d_latents": 64,
+            "num_latents": 64,
+            "d_model": 64,
+            "max_position_embeddings": 64,
+        }
+    )
+    res = evaluate(grid(base, {"batch_size": [1, 2, 3], "num_latents": [8, 64]}))
+    check_rows(res, list(range(len(res))))
