@@ -179,11 +179,11 @@ def render(rows: list[Row]) -> str:
         "- Perceiver: General Perception with Iterative Attention, Jaegle et al., ICML 2021 "
         "(arXiv 2103.03206): the `search` tool found only its abstract and introduction, not the "
         "appendix that states its FLOP convention, so nothing here is cited from it.",
-        "- Convention, Perceiver IO App. D: \"we report theoretical FLOPs with multiplies and "
-        "accumulates counted as separate operations\" (2 FLOPs per multiply-add), and \"some "
+        '- Convention, Perceiver IO App. D: "we report theoretical FLOPs with multiplies and '
+        'accumulates counted as separate operations" (2 FLOPs per multiply-add), and "some '
         "papers in the literature report FLOPs using fused multiply-accumulates: using this "
-        "strategy will cut the figures reported here in half\". App. E.2: the cost of an "
-        "attention module \"is dominated by the two matrix multiplications in QKV attention\". "
+        'strategy will cut the figures reported here in half". App. E.2: the cost of an '
+        'attention module "is dominated by the two matrix multiplications in QKV attention". '
         "Neither lists the other ops counted.",
         "",
         "perceiver-calc counts exactly what `torch.utils.flop_counter.FlopCounterMode` counts on "
@@ -191,14 +191,14 @@ def render(rows: list[Row]) -> str:
         "per multiply-add, the attention score and context matmuls included, nothing "
         "elementwise. That is App. D's convention, so the `paper` convention "
         "(`perceiver-calc report CONFIG --convention paper`, "
-        "`perceiver_calc.conventions.apply_convention(flops, \"paper\")`) gives the same figures; "
+        '`perceiver_calc.conventions.apply_convention(flops, "paper")`) gives the same figures; '
         "the other named readings (`no-attention`, `io-half`, `macs`) are there to test other "
         "explanations of the gaps. docs/conventions.md describes them.",
         "",
         "## Summary",
         "",
         "Params and FLOPs: the paper's figure, perceiver-calc's exact count and their ratio; "
-        "\"paper conv.\" is the figure under the `paper` convention; \"claimed\" marks the rows "
+        '"paper conv." is the figure under the `paper` convention; "claimed" marks the rows '
         "this page claims the convention reproduces (within 1%; tests/test_papers.py checks the "
         "claim both ways).",
         "",

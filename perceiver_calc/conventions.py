@@ -48,9 +48,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONVENTIONS",
+    "IO_TERMS",
     "ConventionFlops",
     "ConventionName",
-    "IO_TERMS",
     "apply_convention",
     "convention_data",
     "convention_lines",
@@ -65,8 +65,7 @@ CONVENTIONS: Mapping[str, str] = MappingProxyType(
         "paper": "Perceiver IO App. D: multiplies and adds counted separately, every matmul "
         "including attention scores and context (= flopcounter)",
         "macs": "multiply-adds: 1 per multiply-add (half of flopcounter)",
-        "no-attention": "flopcounter without the attention score (QK^T) and context (AV) "
-        "matmuls",
+        "no-attention": "flopcounter without the attention score (QK^T) and context (AV) matmuls",
         "io-half": "flopcounter with the input- and output-proportional matmuls at half "
         "(an observed fit to the papers' language rows, not a stated convention)",
     }

@@ -83,9 +83,7 @@ def test_every_row_of_paper_figures_is_on_the_page() -> None:
     listed = [(r.spec["paper_params"], r.spec["paper_flops"]) for r in ROWS]
     for name, figures in PAPER_FIGURES.items():
         assert listed.count(figures) == 1, name
-    marked = {
-        (r.spec["paper_params"], r.spec["paper_flops"]) for r in ROWS if r.spec["figures_md"]
-    }
+    marked = {(r.spec["paper_params"], r.spec["paper_flops"]) for r in ROWS if r.spec["figures_md"]}
     assert marked == set(PAPER_FIGURES.values())
     page = (ROOT / "docs" / "papers.md").read_text(encoding="utf-8")
     for r in ROWS:
@@ -245,9 +243,7 @@ def test_report_convention_lines_and_json() -> None:
     assert "forward FLOPs (no-attention): 113,030,201,344 (0.9345 x the exact " in table.stdout
     assert "120,949,047,296" in table.stdout  # the exact count is still shown
     data = json.loads(
-        runner.invoke(
-            app, ["report", str(LANGUAGE), "-f", "json", "--convention", "paper"]
-        ).stdout
+        runner.invoke(app, ["report", str(LANGUAGE), "-f", "json", "--convention", "paper"]).stdout
     )
     assert data["flops"]["forward"] == 120_949_047_296
     assert data["flops_convention"]["forward"] == 120_949_047_296
