@@ -11,6 +11,9 @@ computed here; the explanations in sources.json name them by placeholders:
 * ``{module:KEY}``: the exact forward FLOPs of one module (``FlopCounts.by_module``);
 * ``{term:KEY}``: the exact forward FLOPs of one scaling term (``FlopCounts.forward_terms``);
 * ``{op_ref:ROW:KEY}``, ``{module_ref:ROW:KEY}``: the same, from another row;
+* ``{params}``, ``{params_gap}``: the row's exact parameters, and against the paper's figure;
+* ``{params_of:KEY}``: the exact parameters of one module;
+* ``{len:KEY}``: a token count of the row's workload (``FlopCounts.lengths``: inputs, ...);
 * ``{gap}``: the row's exact count against the paper's figure, as a signed percentage;
   ``{gap_ref:ROW:CONV}``: another row's, under convention CONV.
 
@@ -51,6 +54,8 @@ class Row:
     values: Mapping[str, int | None]
     """FLOPs of the row under each convention (None: the convention has no per-module form)."""
     alternatives: tuple[tuple[str, int], ...]
+    param_modules: Mapping[str, int]
+    """Exact parameters by resolved module path."""
 
     @property
     def id(self) -> str:
@@ -105,7 +110,8 @@ def build_row(spec: Mapping[str, Any], folder: Path) -> Row:
         (str(alt["label"]), pc.count_flops(resolved, _workload(alt["workload"])).forward)
         for alt in spec.get("alt_workloads", ())
     )
-    return Row(spec, config_path, resolved.model, params, flops, values, alternatives)
+    by_module = pc.count_params(resolved).by_module
+    return Row(spec, config_path, resolved.model, params, flops, values, alternatives, by_module)
 
 
 def build_rows(sources: Mapping[str, Any] | None = None) -> list[Row]:
@@ -132,6 +138,14 @@ def ratio_text(r: float | None) -> str:
 def _fill(text: str, row: Row, by_id: Mapping[str, Row]) -> str:
     def one(match: re.Match[str]) -> str:
         key = match.group(1)
+        if key == "params":
+            return f"{row.params:,}"
+        if key == "params_gap":
+            return _gap(row.params / int(row.spec["paper_params"]))
+        if key.startswith("params_of:"):
+            return f"{row.param_modules[key.removeprefix('params_of:')]:,}"
+        if key.startswith("len:"):
+            return f"{row.flops.lengths[key[4:]]:,}"
         if key == "gap":
             return _gap(row.ratio("flopcounter"))
         if key.startswith("gap_ref:"):

@@ -256,3 +256,12 @@ def test_report_refuses_an_unknown_convention() -> None:
     result = runner.invoke(app, ["report", str(LANGUAGE), "--convention", "fvcore"])
     assert result.exit_code == 2
     assert "'fvcore' is not one of" in result.output
+
+
+def test_plus_plus_parameters_support_the_qk_256_reading() -> None:
+    """sources.json: qk = D = 1536 would give about 586M parameters, not the paper's 425M."""
+    model_class, config = CONFIGS["examples/papers/perceiver-io-plus-plus.json"]
+    wide = config | {"qk_channels": 1536}
+    n = hf_truth.hf_param_count(model_class, wide)
+    assert count_params(resolve(load_config(wide), model_class)).total == n
+    assert round(n / 1e6) == 586
