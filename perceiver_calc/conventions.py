@@ -14,10 +14,9 @@ the exact counts (which are frozen anyway).
                   multiplies and accumulates counted as separate operations", forward pass,
                   every matmul; App. E.2 names the two attention matmuls as the dominant
                   cost, so they are in. This is the exact count again: docs/papers.md shows
-                  it reproduces Perceiver IO++ (Table 1), the three ImageNet config A rows of
-                  Table 7 that the released configs match, and App. A.1's "303 billion FLOPs"
-                  for 7 more cross-attends, to within 1%; the rows it misses are explained
-                  there.
+                  it reproduces Perceiver IO++ (Table 1), the Fourier and conv ImageNet rows
+                  of Table 7 and App. A.1's "303 billion FLOPs" for 7 more cross-attends, to
+                  within 1%; the rows it misses are explained there.
 ``macs``          multiply-adds (1 per MAC), the "fused multiply-accumulate" reading App. D
                   warns about ("will cut the figures reported here in half").
 ``no-attention``  without the score (QK^T) and context (AV) matmuls: the "2 x parameters x
@@ -28,10 +27,11 @@ the exact counts (which are frozen anyway).
                   ``latents*outputs``) at half, the latent ones in full. Not a convention
                   either paper states: it is the reading that fits the language rows of
                   Table 1 (byte and SentencePiece) and Table 15, and it misses Perceiver IO++
-                  and ImageNet. Shown so that the observation can be checked, not endorsed.
+                  and the Fourier ImageNet row. Shown so that the observation can be checked,
+                  not endorsed.
 ================  ===========================================================================
 
-Only forward FLOPs are converted: both papers report inference (forward) FLOPs.
+Only forward FLOPs are converted: the figures the Perceiver IO paper prints are forward passes.
 """
 
 from __future__ import annotations

@@ -265,3 +265,22 @@ def test_plus_plus_parameters_support_the_qk_256_reading() -> None:
     n = hf_truth.hf_param_count(model_class, wide)
     assert count_params(resolve(load_config(wide), model_class)).total == n
     assert round(n / 1e6) == 586
+
+
+def test_the_observations_on_the_page_hold() -> None:
+    """docs/papers.md's Observations, as computed facts (they are prose in gen_papers.py)."""
+    by_id = {r.id: r for r in ROWS}
+
+    def ratio(rid: str, convention: str) -> float:
+        value = by_id[rid].ratio(convention)
+        assert value is not None
+        return float(value)
+
+    assert {r.id for r in ROWS if r.reproduced("no-attention")} == {"lang-bytes"}
+    for rid in ("lang-sentencepiece", "lang-bytes", "lang-n128", "lang-n512"):
+        assert abs(ratio(rid, "io-half") - 1) < 0.015, rid
+        assert ratio(rid, "flopcounter") > 1.05, rid
+    for rid in ("lang-plus-plus", "imagenet-fourier"):
+        assert abs(ratio(rid, "io-half") - 1) > 0.03, rid
+    # the learned row prints the Fourier row's figure; the exact counts differ by far more
+    assert ratio("imagenet-learned", "paper") > 1.1
