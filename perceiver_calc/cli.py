@@ -76,6 +76,16 @@ class Format(StrEnum):
     markdown = "markdown"
 
 
+class ConventionChoice(StrEnum):
+    """perceiver_calc.conventions.CONVENTIONS (tests/test_papers.py checks they agree)."""
+
+    flopcounter = "flopcounter"
+    paper = "paper"
+    macs = "macs"
+    no_attention = "no-attention"
+    io_half = "io-half"
+
+
 PathArg = Annotated[
     Path,
     typer.Argument(
@@ -98,6 +108,17 @@ StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Treat keys PerceiverConfig does not know as errors.")
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+ConventionOpt = Annotated[
+    ConventionChoice,
+    typer.Option(
+        "--convention",
+        help=(
+            "Also show the forward FLOPs under a named convention (docs/conventions.md): "
+            "paper (Perceiver IO App. D), macs, no-attention, io-half. The exact counts "
+            "(flopcounter) are always shown unchanged."
+        ),
+    ),
+]
 RevisionOpt = Annotated[
     str | None,
     typer.Option("--revision", help="For a hub id or cache folder: a branch, tag or commit."),
@@ -170,6 +191,7 @@ def report(
     mode: ModeOpt = ModeChoice.inference,
     optimizer: OptimizerOpt = OptimizerChoice.adamw,
     checkpointing: CheckpointingOpt = False,
+    convention: ConventionOpt = ConventionChoice.flopcounter,
 ) -> None:
     """Resolved dimensions, parameters, FLOPs and memory by module, and findings."""
 
@@ -195,11 +217,26 @@ def report(
     from perceiver_calc.report import render_json, render_markdown, render_table
 
     if format is Format.json:
-        typer.echo(render_json(rep))
+        text = render_json(rep)
+        if convention is not ConventionChoice.flopcounter and rep.flops is not None:
+            from perceiver_calc.conventions import convention_data
+
+            data = json.loads(text)
+            data["flops_convention"] = convention_data(rep.flops, convention.value)
+            text = json.dumps(data, indent=2)
+        typer.echo(text)
     elif format is Format.markdown:
         typer.echo(render_markdown(rep), nl=False)
     else:
         render_table(rep, _stdout())
+    if format is not Format.json and convention is not ConventionChoice.flopcounter:
+        from perceiver_calc.conventions import convention_lines
+
+        if rep.flops is None:
+            typer.echo(f"convention: {convention.value}: no FLOPs (no valid workload)")
+        else:
+            for line in convention_lines(rep.flops, convention.value):
+                typer.echo(line)
 
 
 @app.command()
