@@ -163,7 +163,7 @@ def explain(
     format: FormatOpt = Format.table,
 ) -> None:
     """Every module's dimensions with where each came from (field, default, hardcoded, rule)."""
-    from perceiver_calc.report import render_explain, render_markdown, report_data
+    from perceiver_calc.report import render_explain, render_explain_markdown, report_data
 
     rep = _guard(path, model, strict, revision=revision)
     if format is Format.json:
@@ -171,7 +171,7 @@ def explain(
         # ensure_ascii=False: as pydantic's model_dump_json wrote it before.
         typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
     elif format is Format.markdown:
-        typer.echo(render_markdown(rep), nl=False)
+        typer.echo(render_explain_markdown(rep), nl=False)
     else:
         render_explain(rep, _stdout())
 

@@ -110,6 +110,12 @@ class ParamCounts:
     buffers: Mapping[str, Shape]
     buffer_elements: int
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows the counts as an HTML table (perceiver_calc.report renders it)."""
+        from perceiver_calc.report import params_html
+
+        return params_html(self)
+
 
 def count_params(resolved: ResolvedModel) -> ParamCounts:
     """Closed form: a shared block counts copies x one copy, whatever the number of copies."""
