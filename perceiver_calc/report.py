@@ -455,7 +455,7 @@ def render_table(report: Report, console: Console) -> None:
             console.print(table)
     group = _findings_group(report.findings)
     if group is not None:
-        console.print(group)
+        console.print(group, soft_wrap=True)  # one line per finding: a terminal wraps it
 
 
 def render_explain(report: Report, console: Console) -> None:
@@ -481,7 +481,7 @@ def render_explain(report: Report, console: Console) -> None:
             console.print(f"  {note}", style="dim")
     group = _findings_group(report.findings)
     if group is not None:
-        console.print(group)
+        console.print(group, soft_wrap=True)  # one line per finding: a terminal wraps it
 
 
 # --------------------------------------------------------------------------------------------
