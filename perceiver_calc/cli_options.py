@@ -87,18 +87,19 @@ WORKLOAD_OPTIONS: Mapping[str, _Spec] = MappingProxyType(
         "audio_samples": _Spec(
             int | None,
             None,
-            "Multimodal: audio samples in the input. Default: num_frames·audio_samples_per_frame.",
+            "Multimodal: audio samples in the input. "
+            "Default: num_frames x audio_samples_per_frame.",
         ),
         "subsampled_image_points": _Spec(
             int | None,
             None,
-            "Multimodal: image output points decoded (subsampled_output_points['image']). "
+            "Multimodal: image output points decoded (subsampled_output_points, key 'image'). "
             "Default: prod(output_shape[1:4]) // 128.",
         ),
         "subsampled_audio_points": _Spec(
             int | None,
             None,
-            "Multimodal: audio output patches decoded (subsampled_output_points['audio']). "
+            "Multimodal: audio output patches decoded (subsampled_output_points, key 'audio'). "
             "Default: audio patches // 128.",
         ),
         # The choices are Workload's own Literal types (perceiver_calc/choices.py).
@@ -140,6 +141,13 @@ class OptimizerChoice(StrEnum):
 
 def _opt(name: str) -> Any:
     return WORKLOAD_OPTIONS[name].option(name)
+
+
+@functools.cache
+def _annotated(name: str) -> Any:
+    """``Annotated[type, typer.Option(...)]``, made once per option for every command (typer
+    copies the OptionInfo before filling in a command's default)."""
+    return Annotated[WORKLOAD_OPTIONS[name].type, _opt(name)]
 
 
 BatchOpt = Annotated[int, _opt("batch_size")]
@@ -214,7 +222,7 @@ def workload_options(
                 n,
                 inspect.Parameter.KEYWORD_ONLY,
                 default=defaults.get(n, WORKLOAD_OPTIONS[n].default),
-                annotation=Annotated[WORKLOAD_OPTIONS[n].type, _opt(n)],
+                annotation=_annotated(n),
             )
             for n in shown
         ]
