@@ -104,6 +104,12 @@ class FlopCounts:
     six_n_d_ratio: float
     """six_n_d / training_step (without recompute): > 1 means the rule overestimates."""
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows the counts as an HTML table (perceiver_calc.report renders it)."""
+        from perceiver_calc.report import flops_html
+
+        return flops_html(self)
+
 
 def tokens_of(m: Linear | TiedOutput | Embedding, lens: Mapping[str, int]) -> tuple[int, str]:
     """Rows a module is applied to, and the token count's family (``outputs.image`` ->

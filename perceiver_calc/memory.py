@@ -134,6 +134,12 @@ class MemoryCounts:
     """Activation bytes kept for backward per resolved module path (chosen checkpointing;
     read-only)."""
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows the counts as an HTML table (perceiver_calc.report renders it)."""
+        from perceiver_calc.report import memory_html
+
+        return memory_html(self)
+
 
 # --------------------------------------------------------------------------------------------
 # Saved tensors: the graph of one training forward

@@ -113,6 +113,12 @@ class ParamCounts:
     buffers: Mapping[str, Shape]
     buffer_elements: int
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows the counts as an HTML table (perceiver_calc.report renders it)."""
+        from perceiver_calc.report import params_html
+
+        return params_html(self)
+
 
 def module_params(m: Module) -> int:
     """Parameters of one resolved module, all its copies (closed form)."""

@@ -40,6 +40,10 @@ from typing import Annotated, Literal, TypeGuard, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from perceiver_calc.arith import maximum
+
+# The closed choices live in a light module the CLI imports at start-up (its --dtype, --mode,
+# --optimizer take these very types).
+from perceiver_calc.choices import DTYPES, Dtype, Mode, Optimizer
 from perceiver_calc.classes import (
     DEFAULT_IMAGE_SIDE,
     MULTIMODAL_CHUNKS,
@@ -63,10 +67,6 @@ __all__ = [
     "resolved_inputs",
 ]
 
-Dtype = Literal["fp32", "bf16", "fp16", "mixed-bf16", "mixed-fp16"]
-DTYPES: tuple[Dtype, ...] = ("fp32", "bf16", "fp16", "mixed-bf16", "mixed-fp16")
-Mode = Literal["inference", "training"]
-Optimizer = Literal["sgd", "sgd-momentum", "adam", "adamw"]
 
 # Strict like the config (docs/conventions.md, "Strictness"): a bool is not a count and a
 # string is not a number, so True -> 1 and "8" -> 8 are refused rather than guessed.
