@@ -158,3 +158,20 @@ def test_batch_errors_are_named() -> None:
         batch_workload(resolved, {"input_ids": torch.empty(2, 3, 4)})
     w = batch_workload(resolved, {"input_ids": torch.empty(3, 20, dtype=torch.long)})
     assert (w.batch_size, w.seq_len, w.mode) == (3, 20, "training")
+
+
+def test_module_imports_neither_torch_nor_transformers() -> None:
+    """transformers stays optional: importing the module (and perceiver_calc) loads neither."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, perceiver_calc.hf_trainer; "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
