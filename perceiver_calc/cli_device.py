@@ -9,8 +9,8 @@
 
 Thin like cli.py. torch is imported only inside the command bodies (through
 ``reference_model``): without it the commands print one line naming the extra and exit 2.
-Exit codes: 0 agree / done, 1 mismatch (check), 2 bad input, a model too big for the device's
-free memory (bench), or no torch.
+Exit codes: 0 agree / done, 1 mismatch (check), 2 bad input, a model whose predicted peak does
+not fit the effective memory limit (unless ``--force``), or no torch.
 """
 
 from __future__ import annotations
@@ -85,6 +85,21 @@ PathArg = Annotated[
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model class.")]
 FormatOpt = Annotated[OutFormat, typer.Option("--format", "-f", help="Output format.")]
 DeviceOpt = Annotated[DeviceChoice, typer.Option("--device", help="Where to run.")]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Build the model even when its predicted peak memory does not fit the limit.",
+    ),
+]
+
+
+class _Warnings(list[str]):
+    """run_bench's warnings, printed on stderr as they come (before the timed runs)."""
+
+    def append(self, text: str) -> None:
+        typer.echo(text, err=True)
+        super().append(text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,11 +177,16 @@ def _fits(m: ModuleType, device: str, needed: int) -> tuple[bool, str]:
     if free is None:
         return True, f"free memory on {device} unknown; going ahead"
     msg = (
-        f"needs {needed / _GIB:.2f} GiB on {device} (predicted weights + gradients + optimizer "
-        f"states + activations), {free / _GIB:.2f} GiB free ({source}); "
-        f"the limit is {FIT_FRACTION:.0%} of it"
+        f"its predicted peak, {needed:,} bytes ({needed / _GIB:.2f} GiB: weights + gradients + "
+        f"optimizer states + activations), is over {FIT_FRACTION:.0%} of the {free:,} bytes "
+        f"({free / _GIB:.2f} GiB) {device} memory this process may still use ({source})"
     )
     return needed <= FIT_FRACTION * free, msg
+
+
+def _refusal(msg: str, override: str) -> str:
+    """The exit-2 message when the predicted peak does not fit (issue 12)."""
+    return f"error: refusing to materialise the model: {msg}. {override}"
 
 
 def _rel(predicted: int | float, measured: int | float | None) -> float | None:
@@ -209,10 +229,13 @@ def run_check(
     *,
     device: str = "cpu",
     meta_only: bool = False,
+    force: bool = False,
     notes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Analytic vs measured; see the module docstring. ``notes`` collects why something was
-    skipped. Returns the JSON-ready result (``mismatches``: how many exact rows differ)."""
+    skipped. Returns the JSON-ready result (``mismatches``: how many exact rows differ).
+    Exits 2 before building the model when its predicted peak does not fit the memory limit,
+    unless ``meta_only`` (nothing is built) or ``force`` (built anyway, with a note)."""
     from perceiver_calc.flops import count_flops
     from perceiver_calc.memory import count_memory
     from perceiver_calc.params import count_params
@@ -223,6 +246,26 @@ def run_check(
     train = workload.model_copy(update={"mode": "training"})
     spec = _spec(m, resolved, train)
     rows: list[dict[str, Any]] = []
+
+    # Whether the model may be built on the real device, decided before any work: the larger
+    # of the training and the chosen mode's predicted peak against the effective limit.
+    dev: str = device
+    mem_train = count_memory(resolved, train, device="cpu" if dev == "cpu" else "cuda")
+    mem = count_memory(resolved, workload, device="cpu" if dev == "cpu" else "cuda")
+    why = None if meta_only else _device_ready(dev)
+    if not meta_only and why is None:
+        ok, msg = _fits(m, dev, max(mem_train.total_bytes, mem.total_bytes))
+        if not ok and not force:
+            _fail(
+                _refusal(
+                    msg,
+                    "--meta-only checks parameters and FLOPs without building it; "
+                    "--force builds it anyway",
+                ),
+                2,
+            )
+        if not ok:
+            notes.append(f"--force: building the model although {msg}")
 
     # parameters, per resolved module path (meta device: no memory)
     import torch
@@ -257,42 +300,31 @@ def run_check(
     )
     rows.append(_row("training-step FLOPs", "total", flops.training_step, mf.training, True))
 
-    # activations and peak memory: a real device, if it fits
-    dev: str = device
-    mem_train = count_memory(resolved, train, device="cpu" if dev == "cpu" else "cuda")
-    mem = count_memory(resolved, workload, device="cpu" if dev == "cpu" else "cuda")
+    # activations and peak memory: a real device (the fit was decided above)
     exact_acts = workload.dtype == "fp32" and dev in ("cpu", "cuda")
     measured_acts: int | None = None
     measured_peak: int | None = None
     peak_method = ""
-    why = None if meta_only else _device_ready(dev)
     if meta_only:
         notes.append("--meta-only: activations and peak memory not measured")
     elif why is not None:
         notes.append(f"{why}: activations and peak memory not measured")
     else:
-        ok, msg = _fits(m, dev, max(mem_train.total_bytes, mem.total_bytes))
-        if not ok:
-            notes.append(
-                f"refusing to materialise the model: {msg}. Parameters and FLOPs were checked "
-                "on the meta device; activations and peak memory were not measured"
-            )
-        else:
-            acts = m.measure_saved_activations(
-                cfg, spec, device=dev, dtype=workload.dtype, checkpointing=workload.checkpointing
-            )
-            measured_acts = int(acts.total_bytes)
-            peak = m.measure_peak_memory(
-                cfg,
-                spec,
-                device=dev,
-                dtype=workload.dtype,
-                training=workload.mode == "training",
-                optimizer=workload.optimizer,
-                checkpointing=workload.checkpointing,
-            )
-            measured_peak = peak.bytes
-            peak_method = str(peak.method)
+        acts = m.measure_saved_activations(
+            cfg, spec, device=dev, dtype=workload.dtype, checkpointing=workload.checkpointing
+        )
+        measured_acts = int(acts.total_bytes)
+        peak = m.measure_peak_memory(
+            cfg,
+            spec,
+            device=dev,
+            dtype=workload.dtype,
+            training=workload.mode == "training",
+            optimizer=workload.optimizer,
+            checkpointing=workload.checkpointing,
+        )
+        measured_peak = peak.bytes
+        peak_method = str(peak.method)
     rows.append(
         _row(
             "activation bytes (training)",
@@ -369,6 +401,30 @@ def _render_check(res: dict[str, Any], out: Console) -> None:
 # bench
 
 
+def _timed(run: Any, progress: bool) -> Any:
+    """``run(report)`` with a progress bar on stderr, or ``run(None)``."""
+    if not progress:
+        return run(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def report(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done)
+
+        return run(report)
+
+
 def run_bench(
     resolved: ResolvedModel,
     workload: Workload,
@@ -379,11 +435,19 @@ def run_bench(
     attention: str = "sdpa",
     peak_flops: float | None = None,
     progress: bool = True,
+    threads: int | None = None,
+    force: bool = False,
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
     """Time the reference model on ``device``; predicted vs measured. Exits 2 if the device is
-    missing or the model would not fit in its free memory."""
+    missing or the model's predicted peak does not fit the memory limit (unless ``force``).
+
+    ``threads``: torch's intra-op threads for the run (default: the physical cores this process
+    may use), restored afterwards. ``warnings`` collects what makes the timings doubtful (a busy
+    machine, more threads than CPUs, ``force``); the load average is read before the run."""
     from perceiver_calc.devices import lookup_peak
     from perceiver_calc.flops import count_flops
+    from perceiver_calc.hostcpu import available_cpus, busy_warning, load_average, physical_cores
     from perceiver_calc.memory import count_memory
     from perceiver_calc.workload import lengths
 
@@ -402,8 +466,22 @@ def run_bench(
     )
     needed = mem_train.total_bytes if training else mem_inf.total_bytes
     ok, msg = _fits(m, device, needed)
+    warnings = warnings if warnings is not None else []
+    if not ok and not force:
+        _fail(_refusal(msg, "--force runs it anyway"), 2)
     if not ok:
-        _fail(f"error: refusing to materialise the model: {msg}", 2)
+        warnings.append(f"warning: --force: running the model although {msg}")
+    cpus = available_cpus()
+    n_threads = threads if threads is not None else physical_cores()
+    if n_threads > cpus:
+        warnings.append(
+            f"warning: --threads {n_threads} is more than the {cpus} CPUs available to this "
+            "process; timings are unreliable"
+        )
+    load = load_average()
+    busy = busy_warning(load, cpus)
+    if busy is not None:
+        warnings.append(busy)
     flops = count_flops(resolved, workload.model_copy(update={"mode": "training"}))
     cfg = _config(m, resolved)
     spec = _spec(m, resolved, workload)
@@ -424,27 +502,11 @@ def run_bench(
             progress=report,
         )
 
-    if progress:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        ) as bar:
-            tasks: dict[str, Any] = {}
-
-            def report(phase: str, done: int, total: int) -> None:
-                if phase not in tasks:
-                    tasks[phase] = bar.add_task(phase, total=total)
-                bar.update(tasks[phase], completed=done)
-
-            t = run(report)
-    else:
-        t = run(None)
+    previous_threads = int(m.set_threads(n_threads))
+    try:
+        t = _timed(run, progress)
+    finally:
+        m.set_threads(previous_threads)
 
     peak: float | None = peak_flops
     peak_source = "--peak-flops"
@@ -479,7 +541,12 @@ def run_bench(
         "tokens_per_sample": tokens // b,
         "warmup": warmup,
         "repeats": repeats,
-        "threads": int(m.threads()) if device == "cpu" else None,
+        "threads": n_threads,
+        "cpus_available": cpus,
+        "load_average": (
+            None if load is None else dict(zip(("1min", "5min", "15min"), load, strict=True))
+        ),
+        "warnings": warnings,
         "peak_flops_per_s": peak,
         "peak_flops_source": peak_source,
         "peak_memory_method": t.peak_method,
@@ -543,6 +610,13 @@ def _render_bench(res: dict[str, Any], out: Console) -> None:
         markup=False,
     )
     out.print(f"peak memory: {res['peak_memory_method']}", markup=False)
+    load = res["load_average"]
+    load_text = "n/a" if load is None else " ".join(f"{v:.2f}" for v in load.values())
+    out.print(
+        f"threads: {res['threads']} of {res['cpus_available']} CPUs available; "
+        f"load average (1/5/15 min) before the run: {load_text}",
+        markup=False,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -560,6 +634,7 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--meta-only", help="Check parameters and FLOPs only (meta device)."),
         ] = False,
+        force: ForceOpt = False,
         format: FormatOpt = OutFormat.table,
         batch_size: BatchOpt = 1,
         seq_len: SeqLenOpt = None,
@@ -594,7 +669,7 @@ def register(app: typer.Typer) -> None:
             },
         )
         workload = workload.model_copy(update={"mode": mode.value})
-        res = run_check(resolved, workload, device=device.value, meta_only=meta_only)
+        res = run_check(resolved, workload, device=device.value, meta_only=meta_only, force=force)
         if format is OutFormat.json:
             typer.echo(json.dumps(res, indent=2))
         else:
@@ -620,6 +695,15 @@ def register(app: typer.Typer) -> None:
                 callback=finite_positive,
             ),
         ] = None,
+        threads: Annotated[
+            int | None,
+            typer.Option(
+                "--threads",
+                min=1,
+                help="torch CPU threads for the run (default: the physical cores available).",
+            ),
+        ] = None,
+        force: ForceOpt = False,
         format: FormatOpt = OutFormat.table,
         batch_size: BatchOpt = 1,
         seq_len: SeqLenOpt = None,
@@ -663,6 +747,9 @@ def register(app: typer.Typer) -> None:
             attention=attention.value,
             peak_flops=peak_flops,
             progress=True,
+            threads=threads,
+            force=force,
+            warnings=_Warnings(),
         )
         if format is OutFormat.json:
             typer.echo(json.dumps(res, indent=2))

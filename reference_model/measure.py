@@ -68,6 +68,7 @@ __all__ = [
     "measure_params",
     "measure_peak_memory",
     "measure_saved_activations",
+    "set_threads",
     "threads",
     "time_model",
 ]
@@ -691,3 +692,11 @@ def time_model(
 def threads() -> int:
     """torch's intra-op CPU threads."""
     return int(torch.get_num_threads())
+
+
+def set_threads(n: int) -> int:
+    """Set torch's intra-op CPU threads (``torch.set_num_threads``) for this process; returns
+    the previous count so the caller can restore it."""
+    previous = int(torch.get_num_threads())
+    torch.set_num_threads(int(n))
+    return previous

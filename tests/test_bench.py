@@ -81,7 +81,75 @@ def test_bench_exit_codes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hostmem, "host_memory_limit", lambda: (1000, "a test limit"))
     big = run("bench", str(TINY))
     assert big.exit_code == 2
-    assert "refusing to materialise the model" in big.stderr
+    assert big.stderr.startswith("error: refusing to materialise the model: its predicted peak, ")
+    assert "is over 90% of the 1,000 bytes (0.00 GiB) cpu memory this process may still use " in (
+        big.stderr
+    )
+    assert big.stderr.rstrip().endswith("(a test limit). --force runs it anyway")
+    assert big.stdout == ""  # refused before any run
+    forced = run("bench", str(TINY), "--warmup", "0", "--repeats", "1", "--force", "-f", "json")
+    assert forced.exit_code == 0, forced.output
+    assert "warning: --force: running the model although its predicted peak" in forced.stderr
+    assert any(w.startswith("warning: --force") for w in json.loads(forced.stdout)["warnings"])
+
+
+def test_bench_threads_and_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from perceiver_calc import hostcpu
+
+    before = torch.get_num_threads()
+    quick = ("--warmup", "0", "--repeats", "1", "--mode", "inference")
+    monkeypatch.setattr(hostcpu, "available_cpus", lambda: 2)
+    monkeypatch.setattr(hostcpu, "load_average", lambda: (0.5, 0.25, 0.125))
+    idle = run("bench", str(TINY), *quick, "--threads", "1", "-f", "json")
+    assert idle.exit_code == 0, idle.output
+    data = json.loads(idle.stdout)
+    assert data["threads"] == 1 and data["cpus_available"] == 2
+    assert data["load_average"] == {"1min": 0.5, "5min": 0.25, "15min": 0.125}
+    assert data["warnings"] == [] and "warning" not in idle.stderr
+    assert torch.get_num_threads() == before  # restored after the run
+
+    monkeypatch.setattr(hostcpu, "load_average", lambda: (3.5, 2.0, 1.0))
+    busy = run("bench", str(TINY), *quick, "--threads", "3")
+    assert busy.exit_code == 0, busy.output
+    # (the progress bar, transient, leaves only blank lines)
+    assert [line for line in busy.stderr.splitlines() if line.strip()] == [
+        "warning: --threads 3 is more than the 2 CPUs available to this process; "
+        "timings are unreliable",
+        "warning: the machine is busy: 1-minute load average 3.50 is above the 2 CPUs "
+        "available to this process; timings are unreliable (run again on an idle machine)",
+    ]
+    assert (
+        "threads: 3 of 2 CPUs available; load average (1/5/15 min) before the run: "
+        "3.50 2.00 1.00" in busy.stdout
+    )
+    # default: one thread per physical core available to the process
+    monkeypatch.setattr(hostcpu, "physical_cores", lambda: 1)
+    default = run("bench", str(TINY), *quick, "-f", "json")
+    assert json.loads(default.stdout)["threads"] == 1
+    assert run("bench", str(TINY), "--threads", "0").exit_code == 2
+
+
+def test_physical_cores_from_sysfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """4 logical CPUs on 2 hyper-threaded cores; the process may use CPUs 0, 1 and 2."""
+    from perceiver_calc import hostcpu
+
+    for cpu, siblings in {0: "0,2", 1: "1,3", 2: "0,2", 3: "1,3"}.items():
+        topo = tmp_path / f"cpu{cpu}" / "topology"
+        topo.mkdir(parents=True)
+        (topo / "core_cpus_list").write_text(siblings + "\n")
+    monkeypatch.setattr(hostcpu, "_SYS_CPU", tmp_path)
+    monkeypatch.setattr(hostcpu, "_affinity", lambda: {0, 1, 2})
+    monkeypatch.setattr(hostcpu, "_cgroup_cpu_quota", lambda: None)
+    assert hostcpu.available_cpus() == 3
+    assert hostcpu.physical_cores() == 2
+    monkeypatch.setattr(hostcpu, "_cgroup_cpu_quota", lambda: 1)  # cpu.max "100000 100000"
+    assert hostcpu.available_cpus() == 1 and hostcpu.physical_cores() == 1
+    assert hostcpu.busy_warning((1.0, 0.0, 0.0), 1) is None  # at the limit: not busy
+    assert hostcpu.busy_warning(None, 1) is None
+    assert hostcpu.busy_warning((1.01, 0.0, 0.0), 1) == (
+        "warning: the machine is busy: 1-minute load average 1.01 is above the 1 CPU available "
+        "to this process; timings are unreliable (run again on an idle machine)"
+    )
 
 
 def test_peak_table() -> None:

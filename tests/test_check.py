@@ -114,12 +114,37 @@ def test_check_refuses_to_materialise_what_does_not_fit(monkeypatch: pytest.Monk
 
     # On the CPU the fit is decided under the process's own limit (perceiver_calc.hostmem).
     monkeypatch.setattr(hostmem, "host_memory_limit", lambda: (1000, "a test limit"))
+    # Refused with exit 2 before anything is measured, naming the prediction and the limit
+    # (issue 12).
     result = run("check", str(TINY), "--format", "json")
-    assert result.exit_code == 0  # parameters and FLOPs still checked, on meta
-    data = json.loads(result.stdout)
-    assert any("refusing to materialise" in n for n in data["notes"])
-    acts = next(r for r in data["rows"] if r["quantity"] == "activation bytes (training)")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    message = result.stderr.replace("\n", " ")
+    assert message.startswith("error: refusing to materialise the model: its predicted peak, ")
+    assert "bytes (0.00 GiB: weights + gradients + optimizer states + activations), is over " in (
+        message
+    )
+    assert "90% of the 1,000 bytes (0.00 GiB) cpu memory this process may still use " in message
+    assert message.rstrip().endswith(
+        "(a test limit). --meta-only checks parameters and FLOPs without building it; "
+        "--force builds it anyway"
+    )
+    # --meta-only: nothing is built, parameters and FLOPs are checked
+    meta = run("check", str(TINY), "--meta-only", "--format", "json")
+    assert meta.exit_code == 0, meta.output
+    acts = next(
+        r for r in json.loads(meta.stdout)["rows"] if r["quantity"] == "activation bytes (training)"
+    )
     assert acts["status"] == "skipped" and acts["measured"] is None
+    # --force: built and measured anyway, with a note
+    forced = run("check", str(TINY), "--force", "--format", "json")
+    assert forced.exit_code == 0, forced.output
+    data = json.loads(forced.stdout)
+    assert any(
+        n.startswith("--force: building the model although its predicted") for n in data["notes"]
+    )
+    acts = next(r for r in data["rows"] if r["quantity"] == "activation bytes (training)")
+    assert acts["status"] == "ok"
 
 
 def _without_torch(code: str) -> subprocess.CompletedProcess[str]:
