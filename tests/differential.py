@@ -574,6 +574,8 @@ def documented_refusal(errors: list[pc.Finding]) -> str | None:
       layer, builds and runs.
     * ``zero labels``: ``id2label: {}`` without ``num_labels`` (transformers: 0 labels, a
       0-wide classifier that builds and runs).
+    * ``unknown problem_type``: transformers keeps any string and its loss matches none of its
+      three branches, so no loss is computed (modeling_perceiver.py L1014-1033).
     * ``bool/float count``: a bool or float for ``chunk_size_feed_forward`` / ``num_labels``,
       which transformers does not type-check."""
     if not errors:
@@ -587,6 +589,9 @@ def documented_refusal(errors: list[pc.Finding]) -> str | None:
         if f.code != "type" or not values:
             return None
         v = values[0]
+        if f.fields == ("problem_type",) and isinstance(v, str):
+            reasons.add("unknown problem_type")
+            continue
         items = v if isinstance(v, (list, tuple)) else values
         if any(_nonpositive(x) for x in items):
             reasons.add("count <= 0")

@@ -354,6 +354,13 @@ def test_activation_bytes_overflow() -> None:
             "num_labels",
             "bool/float count",
         ),
+        # modeling_perceiver.py L1014-1033: an unknown problem_type matches no loss branch
+        (
+            "PerceiverForSequenceClassification",
+            {"problem_type": "bogus"},
+            "problem_type",
+            "unknown problem_type",
+        ),
         # configuration_utils.py L560-565: num_labels = len(id2label) = 0
         ("PerceiverForSequenceClassification", {"id2label": {}}, "id2label", "zero labels"),
     ],
