@@ -314,3 +314,91 @@ def test_activation_bytes_overflow() -> None:
     assert torch.empty(2**61 - 1, dtype=torch.float32, device="meta").numel() == 2**61 - 1
     assert not ours("PerceiverModel", config, Workload(batch_size=2**29, seq_len=2))[0]
     assert ours("PerceiverModel", config, Workload(batch_size=2**28, seq_len=2))[0]
+
+
+# --- 8. deliberate refusals (docs/conventions.md "Deliberate refusals") ----------------------
+
+
+@pytest.mark.parametrize(
+    ("model_class", "extra", "field", "reason"),
+    [
+        # transformers' @strict PerceiverConfig checks types only (configuration_perceiver.py
+        # L73-101): 0 latents, a 0 width, a negative field the class never reads all build/run
+        ("PerceiverModel", {"num_latents": 0}, "num_latents", "count <= 0"),
+        ("PerceiverModel", {"d_latents": 0}, "d_latents", "count <= 0"),
+        ("PerceiverForSequenceClassification", {"num_labels": 0}, "num_labels", "count <= 0"),
+        (
+            "PerceiverForImageClassificationFourier",
+            {"vocab_size": -1, "num_cross_attention_heads": 1},
+            "vocab_size",
+            "count <= 0",
+        ),
+        # pytorch_utils.py L175: apply_chunking_to_forward chunks only `if chunk_size > 0`
+        (
+            "PerceiverForMaskedLM",
+            {"chunk_size_feed_forward": -1},
+            "chunk_size_feed_forward",
+            "count <= 0",
+        ),
+        # configuration_utils.py L420 (chunk_size_feed_forward: int, not type-checked) and
+        # L568-572 (num_labels setter: range(True) is one label)
+        (
+            "PerceiverForMaskedLM",
+            {"chunk_size_feed_forward": True},
+            "chunk_size_feed_forward",
+            "bool/float count",
+        ),
+        (
+            "PerceiverForSequenceClassification",
+            {"num_labels": True},
+            "num_labels",
+            "bool/float count",
+        ),
+        # modeling_perceiver.py L1014-1033: an unknown problem_type matches no loss branch
+        (
+            "PerceiverForSequenceClassification",
+            {"problem_type": "bogus"},
+            "problem_type",
+            "unknown problem_type",
+        ),
+        # configuration_utils.py L560-565: num_labels = len(id2label) = 0
+        ("PerceiverForSequenceClassification", {"id2label": {}}, "id2label", "zero labels"),
+    ],
+)
+def test_deliberate_refusals(
+    model_class: str, extra: dict[str, Any], field: str, reason: str
+) -> None:
+    """transformers builds and runs these; perceiver-calc refuses them on purpose, naming the
+    field, and the differential fuzzer (tests/differential.py) tolerates exactly such refusals."""
+    from tests.differential import documented_refusal
+
+    config = {**SMALL, **extra}
+    hw = hf_truth.Workload(image_size=(2, 2)) if "Image" in model_class else None
+    assert hf_outcome(model_class, config, hw).kind == "ok"
+    ok, findings = ours(model_class, config, Workload(image_size=(2, 2)) if hw else None)
+    assert not ok
+    errors = [f for f in findings if f.severity == "error"]
+    assert [f.fields for f in errors] == [(field,)]
+    assert documented_refusal(errors) == reason
+
+
+@pytest.mark.parametrize(
+    ("model_class", "extra", "text"),
+    [
+        # a float chunk size reaches tensor.chunk(num_chunks: float) (pytorch_utils.py L190-193)
+        ("PerceiverForMaskedLM", {"chunk_size_feed_forward": 2.0}, "must be int, not float"),
+        # num_labels setter: range(2.0) (configuration_utils.py L572)
+        (
+            "PerceiverForSequenceClassification",
+            {"num_labels": 2.0},
+            "cannot be interpreted as an integer",
+        ),
+    ],
+)
+def test_float_counts_fail_in_transformers_too(
+    model_class: str, extra: dict[str, Any], text: str
+) -> None:
+    config = {**SMALL, **extra}
+    hf = hf_outcome(model_class, config)
+    assert not hf.ok and text in hf.message, hf
+    assert not ours(model_class, config)[0]
