@@ -259,7 +259,9 @@ def _emit(
     )
 
 
-def _table(blocks: Iterable[Block], names: list[str], title: Callable[[SweepResult, int], str]) -> None:
+def _table(
+    blocks: Iterable[Block], names: list[str], title: Callable[[SweepResult, int], str]
+) -> None:
     """A bounded summary: the first :data:`TABLE_ROWS` valid rows and invalid reasons, and how
     many there are in all (rows past those are counted, never converted)."""
     import numpy as np

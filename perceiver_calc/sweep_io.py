@@ -62,8 +62,8 @@ __all__ = [
     "write_parquet",
 ]
 
-BLOCK_ROWS = 1 << 19
-"""Rows per sub-grid: ~100 MB held while a block is evaluated and written (measured peak RSS
+BLOCK_ROWS = 1 << 18
+"""Rows per sub-grid: ~100 MB held (about 350 bytes a row in evaluate) while a block is evaluated and written (measured peak RSS
 in docs/benchmarks/sweep.md), few enough blocks that each block's fixed cost (the fit at its
 nodes, the validity verdicts) stays small beside its rows."""
 
@@ -177,6 +177,7 @@ def column_kinds(values: Mapping[str, Iterable[Any]]) -> dict[str, Kind]:
     the first block's do not decide for the others)."""
     out: dict[str, Kind] = {}
     for name, vals in values.items():
+        vals = list(vals)
         types = {type(v) for v in vals if v is not None}
         if types <= {int}:  # no values at all: int64, all null
             out[name] = "int"
@@ -193,13 +194,6 @@ def column_kinds(values: Mapping[str, Iterable[Any]]) -> dict[str, Kind]:
     return out
 
 
-def _text(v: Any) -> Any:
-    """A CSV cell: ``None`` -> empty (the csv module's), a list -> ``224x224``."""
-    if isinstance(v, tuple | list) and all(isinstance(x, int) for x in v):
-        return "x".join(str(x) for x in v)
-    return v
-
-
 def _plain(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
@@ -208,28 +202,104 @@ def header(names: Sequence[str]) -> list[str]:
     return [*names, "valid", *COUNTS, "reason"]
 
 
-def write_csv(blocks: Iterable[Block], names: Sequence[str], out: IO[str]) -> int:
-    """Write the blocks' rows as CSV to ``out`` (header first); returns the rows written."""
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(header(names))
-    n = 0
+WRITE_ROWS = 1 << 16
+"""Rows converted to text at a time (the Python strings of a chunk are what text output
+holds beyond the block's arrays)."""
+
+
+def _chunks(blocks: Iterable[Block]) -> Iterator[dict[str, npt.NDArray[Any]]]:
+    """The blocks' columns, :data:`WRITE_ROWS` rows at a time."""
     for res, rows in blocks:
         cols = _take(res, rows)
-        valid = cols["valid"]
-        lists: list[list[Any]] = []
-        for k in names:
-            col = cols[k]
-            lists.append(col.tolist() if col.dtype != object else [_text(v) for v in col])
-        lists.append(valid.tolist())
-        invalid = ~valid
-        for k in COUNTS:
-            vals = cols[k].tolist()
-            for i in np.flatnonzero(invalid).tolist():
-                vals[i] = None
-            lists.append(vals)
-        lists.append(cols["reason"].tolist())
-        w.writerows(zip(*lists, strict=True))
-        n += len(valid)
+        m = len(cols["valid"])
+        for lo in range(0, m, WRITE_ROWS):
+            yield {k: v[lo : lo + WRITE_ROWS] for k, v in cols.items()}
+
+
+def _csv_cell(v: Any) -> str:
+    """One CSV cell as the csv module writes it (minimal quoting): ``None`` -> empty, a list
+    of integers -> ``224x224`` (the form ``--vary`` reads)."""
+    if v is None:
+        return ""
+    if isinstance(v, tuple | list) and all(isinstance(x, int) for x in v):
+        return "x".join(str(x) for x in v)
+    t = str(v)
+    if any(c in t for c in ',"\n\r'):
+        return '"' + t.replace('"', '""') + '"'
+    return t
+
+
+def _json_cell(v: Any) -> str:
+    return json.dumps(_plain(v))
+
+
+def _lines(
+    cols: Mapping[str, npt.NDArray[Any]],
+    names: Sequence[str],
+    cell: Callable[[Any], str],
+    valid_tmpl: Callable[[str], str],
+    invalid_tmpl: Callable[[str], str],
+) -> str:
+    """A chunk's rows as text, one line each: the swept fields' cells (integers by ``%d``,
+    others by ``cell``), then the counts (valid rows) or the reason (invalid rows), each kind
+    of row formatted by one ``%`` template over whole columns, then merged in row order."""
+    valid = cols["valid"]
+    m = len(valid)
+    field_fmt = []
+    values: list[list[Any]] = []
+    for k in names:
+        col = cols[k]
+        if col.dtype == np.int64:
+            field_fmt.append("%d")
+            values.append(col.tolist())
+        else:
+            field_fmt.append("%s")
+            values.append([cell(v) for v in col.tolist()])
+    head = "\x00".join(field_fmt)  # replaced by the format's separator in the templates
+    out = np.empty(m, dtype=object)
+    vi = np.flatnonzero(valid)
+    if len(vi):
+        fmt = valid_tmpl(head)
+        counts = [cols[k][vi].tolist() for k in COUNTS]
+        if len(vi) == m:
+            out[:] = [fmt % r for r in zip(*values, *counts, strict=True)]
+        else:
+            fv = [[col[i] for i in vi.tolist()] for col in values]
+            out[vi] = [fmt % r for r in zip(*fv, *counts, strict=True)]
+    ii = np.flatnonzero(~valid)
+    if len(ii):
+        fmt = invalid_tmpl(head)
+        cache: dict[str, str] = {}
+        reasons = []
+        for t in cols["reason"][ii].tolist():  # few distinct texts: each formatted once
+            text = cache.get(t)
+            if text is None:
+                text = cache[t] = cell(t)
+            reasons.append(text)
+        fi = [[col[i] for i in ii.tolist()] for col in values]
+        out[ii] = [fmt % r for r in zip(*fi, reasons, strict=True)]
+    return "".join(out.tolist())
+
+
+def write_csv(blocks: Iterable[Block], names: Sequence[str], out: IO[str]) -> int:
+    """Write the blocks' rows as CSV to ``out`` (header first; what the csv module writes with
+    ``lineterminator="\\n"``); returns the rows written."""
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(header(names))
+    n_counts = len(COUNTS)
+
+    def valid_tmpl(head: str) -> str:
+        return (head.replace("\x00", ",") + ",True," + ",".join(["%d"] * n_counts)).lstrip(
+            ","
+        ) + ",\n"
+
+    def invalid_tmpl(head: str) -> str:
+        return (head.replace("\x00", ",") + ",False" + "," * n_counts).lstrip(",") + ",%s\n"
+
+    n = 0
+    for cols in _chunks(blocks):
+        out.write(_lines(cols, names, _csv_cell, valid_tmpl, invalid_tmpl))
+        n += len(cols["valid"])
     out.flush()
     return n
 
@@ -238,32 +308,32 @@ def write_json(
     blocks: Iterable[Block], names: Sequence[str], out: IO[str], *, lines: bool = False
 ) -> int:
     """Write the blocks' rows as one JSON array, one object per line (``lines=False``), or as
-    JSON lines; returns the rows written."""
+    JSON lines; each object is ``json.dumps`` of the row as :meth:`SweepResult.row
+    <perceiver_calc.sweep.SweepResult.row>` gives it. Returns the rows written."""
+    keys = [json.dumps(k).replace("%", "%%") for k in names]
+
+    def obj(head: str, tail: str) -> str:
+        parts = [f"{k}: {f}" for k, f in zip(keys, head.split("\x00"), strict=True)] if keys else []
+        return "{" + ", ".join([*parts, tail]) + "}\n"
+
+    counts = ", ".join(f'"{k}": %d' for k in COUNTS)
+
+    def valid_tmpl(head: str) -> str:
+        return obj(head, '"valid": true, ' + counts)
+
+    def invalid_tmpl(head: str) -> str:
+        return obj(head, '"valid": false, "reason": %s')
+
     n = 0
     if not lines:
         out.write("[")
-    for res, rows in blocks:
-        cols = _take(res, rows)
-        valid = cols["valid"].tolist()
-        fields = {k: [_plain(v) for v in cols[k].tolist()] for k in names}
-        counts = {k: cols[k].tolist() for k in COUNTS}
-        reason = cols["reason"].tolist()
-        parts: list[str] = []
-        for j, ok in enumerate(valid):
-            row: dict[str, Any] = {k: fields[k][j] for k in names}
-            row["valid"] = ok
-            if ok:
-                for k in COUNTS:
-                    row[k] = counts[k][j]
-            else:
-                row["reason"] = reason[j]
-            parts.append(json.dumps(row))
-        if parts:
-            if lines:
-                out.write("\n".join(parts) + "\n")
-            else:
-                out.write(("\n" if n == 0 else ",\n") + ",\n".join(parts))
-        n += len(valid)
+    for cols in _chunks(blocks):
+        text = _lines(cols, names, _json_cell, valid_tmpl, invalid_tmpl)
+        if not lines:
+            # "[\n{...},\n{...}\n]": the separators go between rows, across chunks too
+            text = ("\n" if n == 0 else ",\n") + text[:-1].replace("}\n{", "},\n{")
+        out.write(text)
+        n += len(cols["valid"])
     if not lines:
         out.write("\n]\n" if n else "]\n")
     out.flush()
