@@ -107,17 +107,19 @@ def evaluate_blocks(
     model: str | None = None,
     workload: Workload | None = None,
     device: Device = "cuda",
-    block_rows: int = BLOCK_ROWS,
+    block_rows: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[SweepResult]:
     """The grid of ``axes`` evaluated block by block (see the module docstring): the results'
     rows, concatenated, are ``evaluate(grid(base, axes, ...))``'s. The size limit and the field
-    names are checked before the first block is built (``ValueError``)."""
+    names are checked before the first block is built (``ValueError``). ``block_rows``: at most
+this many rows a block (default :data:`BLOCK_ROWS`)."""
     total = check_grid_size(axes)
     cfg = base if isinstance(base, PerceiverConfig) else load_config(base)
     # names and model class checked now, on a one-row grid, not when the first block is built
     grid(cfg, {k: list(v[:1]) for k, v in axes.items()}, model=model, workload=workload)
-    return _blocks(cfg, axes, model, workload, device, block_rows, progress, total)
+    rows = BLOCK_ROWS if block_rows is None else block_rows
+    return _blocks(cfg, axes, model, workload, device, rows, progress, total)
 
 
 def _blocks(
@@ -366,13 +368,12 @@ def write_parquet(blocks: Iterable[Block], kinds: Mapping[str, Kind], path: Path
             arrays = []
             for k, kind in kinds.items():
                 col = cols[k]
+                data: Any = col
                 if kind == "json":
-                    col = np.array([json.dumps(_plain(v)) for v in col.tolist()], dtype=object)
-                elif kind == "ints":
-                    col = np.array(
-                        [None if v is None else list(v) for v in col.tolist()], dtype=object
-                    )
-                arrays.append(pa.array(col, type=arrow[kind]))
+                    data = [json.dumps(_plain(v)) for v in col.tolist()]
+                elif kind == "ints":  # a list, not np.array: equal lengths would make it 2-D
+                    data = [None if v is None else list(v) for v in col.tolist()]
+                arrays.append(pa.array(data, type=arrow[kind]))
             arrays.append(pa.array(valid, type=pa.bool_()))
             arrays += [pa.array(cols[k], type=pa.int64(), mask=~valid) for k in COUNTS]
             arrays.append(pa.array(cols["reason"], type=pa.string()))
