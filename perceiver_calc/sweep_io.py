@@ -63,9 +63,9 @@ __all__ = [
 ]
 
 BLOCK_ROWS = 1 << 18
-"""Rows per sub-grid: ~100 MB held (about 350 bytes a row in evaluate) while a block is evaluated and written (measured peak RSS
-in docs/benchmarks/sweep.md), few enough blocks that each block's fixed cost (the fit at its
-nodes, the validity verdicts) stays small beside its rows."""
+"""Rows per sub-grid. ``evaluate`` holds about 350 bytes a row, so ~90 MB a block (measured
+peak RSS in docs/benchmarks/sweep.md), with few enough blocks that each block's fixed cost
+(the fit at its nodes, the validity verdicts) stays small beside its rows."""
 
 FILE_SUFFIXES: dict[str, tuple[str, ...]] = {
     "csv": (".csv",),
@@ -110,10 +110,10 @@ def evaluate_blocks(
     block_rows: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[SweepResult]:
-    """The grid of ``axes`` evaluated block by block (see the module docstring): the results'
-    rows, concatenated, are ``evaluate(grid(base, axes, ...))``'s. The size limit and the field
-    names are checked before the first block is built (``ValueError``). ``block_rows``: at most
-this many rows a block (default :data:`BLOCK_ROWS`)."""
+    """The grid of ``axes`` evaluated block by block (see the module docstring): the
+    results' rows, concatenated, are ``evaluate(grid(base, axes, ...))``'s. The size limit and
+    the field names are checked before the first block is built (``ValueError``).
+    ``block_rows``: at most this many rows a block (default :data:`BLOCK_ROWS`)."""
     total = check_grid_size(axes)
     cfg = base if isinstance(base, PerceiverConfig) else load_config(base)
     # names and model class checked now, on a one-row grid, not when the first block is built

@@ -451,3 +451,7 @@ def test_a_million_rows_stream_in_bounded_memory(tmp_path: Path, fmt: str) -> No
     assert "wrote 1,048,576 rows" in proc.stderr
     rss_kib = int(proc.stderr.strip().splitlines()[-1])
     assert rss_kib * 1024 < 500 * 2**20, rss_kib
+
+
+def test_evaluate_blocks_is_exported() -> None:
+    assert pc.evaluate_blocks is evaluate_blocks
