@@ -30,7 +30,8 @@ COMMANDS = (
 
 
 def render() -> str:
-    os.environ["COLUMNS"] = "100"
+    # 120: the longest flags (--subsampled-image-points) and their help fit untruncated
+    os.environ["COLUMNS"] = "120"
     os.environ["NO_COLOR"] = "1"
     os.environ["TERM"] = "dumb"
     runner = CliRunner()
@@ -43,7 +44,7 @@ def render() -> str:
     ]
     for cmd in COMMANDS:
         args = [cmd, "--help"] if cmd else ["--help"]
-        result = runner.invoke(app, args, terminal_width=100)
+        result = runner.invoke(app, args, terminal_width=120)
         text = "\n".join(line.rstrip() for line in result.output.strip("\n").splitlines())
         lines += ["", f"## perceiver-calc {cmd}".rstrip(), "", "```text", text, "```"]
     return "\n".join(lines) + "\n"

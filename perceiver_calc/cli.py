@@ -22,24 +22,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from perceiver_calc.cli_device import register as register_device_commands
-from perceiver_calc.cli_options import (
-    AudioSamplesOpt,
-    BatchOpt,
-    CheckpointingOpt,
-    DtypeChoice,
-    DtypeOpt,
-    ImageSizeOpt,
-    ModeChoice,
-    ModeOpt,
-    NumFramesOpt,
-    OptimizerChoice,
-    OptimizerOpt,
-    SeqLenOpt,
-    SubAudioOpt,
-    SubImageOpt,
-    make_workload,
-    set_by_user,
-)
+from perceiver_calc.cli_options import WorkloadOptions, workload_options
 from perceiver_calc.cli_plan import register as register_planning_commands
 from perceiver_calc.console import fail as _fail
 from perceiver_calc.console import stdout as _stdout
@@ -52,7 +35,6 @@ from perceiver_calc.resolve import validate as validate_config
 if TYPE_CHECKING:
     from perceiver_calc.report import Report
     from perceiver_calc.resolve import ResolvedModel
-    from perceiver_calc.workload import Workload
 
 T = TypeVar("T")
 
@@ -74,6 +56,16 @@ class Format(StrEnum):
     table = "table"
     json = "json"
     markdown = "markdown"
+
+
+class ConventionChoice(StrEnum):
+    """perceiver_calc.conventions.CONVENTIONS (tests/test_papers.py checks they agree)."""
+
+    flopcounter = "flopcounter"
+    paper = "paper"
+    macs = "macs"
+    no_attention = "no-attention"
+    io_half = "io-half"
 
 
 PathArg = Annotated[
@@ -98,6 +90,17 @@ StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Treat keys PerceiverConfig does not know as errors.")
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+ConventionOpt = Annotated[
+    ConventionChoice,
+    typer.Option(
+        "--convention",
+        help=(
+            "Also show the forward FLOPs under a named convention (docs/conventions.md): "
+            "paper (Perceiver IO App. D), macs, no-attention, io-half. The exact counts "
+            "(flopcounter) are always shown unchanged."
+        ),
+    ),
+]
 RevisionOpt = Annotated[
     str | None,
     typer.Option("--revision", help="For a hub id or cache folder: a branch, tag or commit."),
@@ -108,17 +111,22 @@ def _build(
     path: Path,
     model: str | None,
     strict: bool,
-    workload: Workload | None = None,
-    workload_explicit: bool = False,
+    workload: WorkloadOptions | None = None,
     revision: str | None = None,
 ) -> Report:
     from perceiver_calc.report import build_report
 
+    resolved = validate_config(locate(path, revision), model, strict=strict)
+    wl = workload.build() if workload is not None else None
     return build_report(
-        validate_config(locate(path, revision), model, strict=strict),
+        resolved,
         source=str(path),
-        workload=workload,
-        workload_explicit=workload_explicit,
+        workload=wl,
+        # The user chose an input when they gave any workload option, even at its default
+        # value: the Workload's fields set (a command without defaults of its own, as report,
+        # sets only what the user gave). A workload transformers would fail on is then an
+        # error, not a warning.
+        workload_explicit=wl is not None and bool(wl.model_fields_set),
     )
 
 
@@ -126,17 +134,11 @@ def _guard(
     path: Path,
     model: str | None,
     strict: bool,
-    workload: Callable[[], Workload] | None = None,
-    workload_explicit: bool = False,
+    workload: WorkloadOptions | None = None,
     revision: str | None = None,
 ) -> Report:
     """Build the report, turning every expected failure into exit status 2."""
-    return _guarded(
-        path,
-        lambda: _build(
-            path, model, strict, workload() if workload else None, workload_explicit, revision
-        ),
-    )
+    return _guarded(path, lambda: _build(path, model, strict, workload, revision))
 
 
 def _guarded(path: Path, build: Callable[[], T]) -> T:
@@ -152,54 +154,41 @@ def _guarded(path: Path, build: Callable[[], T]) -> T:
 
 
 @app.command()
+@workload_options()
 def report(
-    ctx: typer.Context,
     path: PathArg,
+    workload: WorkloadOptions,
     model: ModelOpt = None,
     strict: StrictOpt = False,
     revision: RevisionOpt = None,
     format: FormatOpt = Format.table,
-    batch_size: BatchOpt = 1,
-    seq_len: SeqLenOpt = None,
-    image_size: ImageSizeOpt = None,
-    num_frames: NumFramesOpt = None,
-    audio_samples: AudioSamplesOpt = None,
-    subsampled_image_points: SubImageOpt = None,
-    subsampled_audio_points: SubAudioOpt = None,
-    dtype: DtypeOpt = DtypeChoice.fp32,
-    mode: ModeOpt = ModeChoice.inference,
-    optimizer: OptimizerOpt = OptimizerChoice.adamw,
-    checkpointing: CheckpointingOpt = False,
+    convention: ConventionOpt = ConventionChoice.flopcounter,
 ) -> None:
     """Resolved dimensions, parameters, FLOPs and memory by module, and findings."""
-
-    def workload() -> Workload:
-        return make_workload(
-            batch_size=batch_size,
-            seq_len=seq_len,
-            image_size=image_size,
-            num_frames=num_frames,
-            audio_samples=audio_samples,
-            subsampled_image_points=subsampled_image_points,
-            subsampled_audio_points=subsampled_audio_points,
-            dtype=dtype,
-            mode=mode,
-            optimizer=optimizer,
-            checkpointing=checkpointing,
-        )
-
-    # The user chose an input when they gave any workload option (even at its default value):
-    # a workload transformers would fail on is then an error, not a warning.
-    explicit = bool(set_by_user(ctx))
-    rep = _guard(path, model, strict, workload, explicit, revision)
+    rep = _guard(path, model, strict, workload, revision)
     from perceiver_calc.report import render_json, render_markdown, render_table
 
     if format is Format.json:
-        typer.echo(render_json(rep))
+        text = render_json(rep)
+        if convention is not ConventionChoice.flopcounter and rep.flops is not None:
+            from perceiver_calc.conventions import convention_data
+
+            data = json.loads(text)
+            data["flops_convention"] = convention_data(rep.flops, convention.value)
+            text = json.dumps(data, indent=2)
+        typer.echo(text)
     elif format is Format.markdown:
         typer.echo(render_markdown(rep), nl=False)
     else:
         render_table(rep, _stdout())
+    if format is not Format.json and convention is not ConventionChoice.flopcounter:
+        from perceiver_calc.conventions import convention_lines
+
+        if rep.flops is None:
+            typer.echo(f"convention: {convention.value}: no FLOPs (no valid workload)")
+        else:
+            for line in convention_lines(rep.flops, convention.value):
+                typer.echo(line)
 
 
 @app.command()
@@ -211,7 +200,7 @@ def explain(
     format: FormatOpt = Format.table,
 ) -> None:
     """Every module's dimensions with where each came from (field, default, hardcoded, rule)."""
-    from perceiver_calc.report import render_explain, render_markdown, report_data
+    from perceiver_calc.report import render_explain, render_explain_markdown, report_data
 
     rep = _guard(path, model, strict, revision=revision)
     if format is Format.json:
@@ -219,7 +208,7 @@ def explain(
         # ensure_ascii=False: as pydantic's model_dump_json wrote it before.
         typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
     elif format is Format.markdown:
-        typer.echo(render_markdown(rep), nl=False)
+        typer.echo(render_explain_markdown(rep), nl=False)
     else:
         render_explain(rep, _stdout())
 

@@ -1,21 +1,34 @@
 """Command-line options shared by the commands that take a workload (report, sweep, fit,
-plan, check, bench), and their conversion into a :class:`~perceiver_calc.workload.Workload`."""
+compare, plan, check, bench), and their conversion into a
+:class:`~perceiver_calc.workload.Workload`.
+
+One table (:data:`WORKLOAD_OPTIONS`, one entry per Workload field) gives every option its
+flag, type and help; :func:`workload_options` adds the whole group to a command. Cheap to
+import: typer and ``typing`` only (the Workload model is imported when a command builds one).
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import re
-from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from perceiver_calc.choices import Dtype, Mode, Optimizer
 from perceiver_calc.errors import InputError
 
 if TYPE_CHECKING:  # imported by make_workload: `validate` never builds a workload
     from perceiver_calc.workload import Workload
 
 __all__ = [
+    "WORKLOAD_OPTIONS",
     "AudioSamplesOpt",
     "BatchOpt",
     "CheckpointingOpt",
@@ -27,11 +40,85 @@ __all__ = [
     "SeqLenOpt",
     "SubAudioOpt",
     "SubImageOpt",
+    "WorkloadOptions",
     "make_workload",
     "set_by_user",
+    "workload_options",
 ]
 
 
+_W = "Workload"
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """One workload option: the Workload field it sets (the parameter's name), the type typer
+    parses, Workload's default, the help text."""
+
+    type: object
+    default: object
+    help: str
+    decls: tuple[str, ...] = ()
+
+    def option(self, name: str) -> Any:
+        flag = "--" + name.replace("_", "-")
+        return typer.Option(*(self.decls or (flag,)), help=self.help, rich_help_panel=_W)
+
+
+WORKLOAD_OPTIONS: Mapping[str, _Spec] = MappingProxyType(
+    {
+        # One entry per Workload field, in its order (tests/test_front.py checks names, order
+        # and defaults against Workload.model_fields; Workload is not imported here, so that
+        # `validate` and --help never load pydantic's model of it).
+        "batch_size": _Spec(int, 1, "Batch size."),
+        "seq_len": _Spec(
+            int | None,
+            None,
+            "Input length (text tokens; inputs of the bare model). "
+            "Default: max_position_embeddings.",
+        ),
+        "image_size": _Spec(
+            str | None,
+            None,
+            "HxW of the images (image classes), of each flow frame or video frame. "
+            "Default: the class's (224x224, image_size², train_size).",
+        ),
+        "num_frames": _Spec(int | None, None, "Multimodal: video frames. Default: num_frames."),
+        "audio_samples": _Spec(
+            int | None,
+            None,
+            "Multimodal: audio samples in the input. "
+            "Default: num_frames x audio_samples_per_frame.",
+        ),
+        "subsampled_image_points": _Spec(
+            int | None,
+            None,
+            "Multimodal: image output points decoded (subsampled_output_points, key 'image'). "
+            "Default: prod(output_shape[1:4]) // 128.",
+        ),
+        "subsampled_audio_points": _Spec(
+            int | None,
+            None,
+            "Multimodal: audio output patches decoded (subsampled_output_points, key 'audio'). "
+            "Default: audio patches // 128.",
+        ),
+        # The choices are Workload's own Literal types (perceiver_calc/choices.py).
+        "dtype": _Spec(Dtype, "fp32", "Number format (mixed-*: fp32 master weights)."),
+        "mode": _Spec(Mode, "inference", "Inference or training pass."),
+        "optimizer": _Spec(Optimizer, "adamw", "Training only."),
+        "checkpointing": _Spec(
+            bool,
+            False,
+            "Activation checkpointing per PerceiverLayer (training).",
+            ("--checkpointing/--no-checkpointing",),
+        ),
+    }
+)
+
+
+# The aliases below are for commands that list the options one by one (check, bench in
+# cli_device.py); the others take the whole group with @workload_options. The enums repeat
+# the Literal choices for those signatures (tests/test_front.py checks they are equal).
 class DtypeChoice(StrEnum):
     fp32 = "fp32"
     bf16 = "bf16"
@@ -52,96 +139,123 @@ class OptimizerChoice(StrEnum):
     adamw = "adamw"
 
 
-_W = "Workload"
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Batch size.", rich_help_panel=_W)]
-SeqLenOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--seq-len",
-        help="Input length (text tokens; inputs of the bare model). "
-        "Default: max_position_embeddings.",
-        rich_help_panel=_W,
-    ),
-]
-ImageSizeOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--image-size",
-        help="HxW of the images (image classes), of each flow frame or video frame. "
-        "Default: the class's (224x224, image_size², train_size).",
-        rich_help_panel=_W,
-    ),
-]
-NumFramesOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--num-frames", help="Multimodal: video frames. Default: num_frames.", rich_help_panel=_W
-    ),
-]
-AudioSamplesOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--audio-samples",
-        help="Multimodal: audio samples in the input. Default: num_frames·audio_samples_per_frame.",
-        rich_help_panel=_W,
-    ),
-]
-SubImageOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--subsampled-image-points",
-        help="Multimodal: image output points decoded (subsampled_output_points['image']). "
-        "Default: prod(output_shape[1:4]) // 128.",
-        rich_help_panel=_W,
-    ),
-]
-SubAudioOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--subsampled-audio-points",
-        help="Multimodal: audio output patches decoded (subsampled_output_points['audio']). "
-        "Default: audio patches // 128.",
-        rich_help_panel=_W,
-    ),
-]
-DtypeOpt = Annotated[
-    DtypeChoice,
-    typer.Option(
-        "--dtype", help="Number format (mixed-*: fp32 master weights).", rich_help_panel=_W
-    ),
-]
-ModeOpt = Annotated[ModeChoice, typer.Option("--mode", rich_help_panel=_W)]
-OptimizerOpt = Annotated[
-    OptimizerChoice, typer.Option("--optimizer", help="Training only.", rich_help_panel=_W)
-]
-CheckpointingOpt = Annotated[
-    bool,
-    typer.Option(
-        "--checkpointing/--no-checkpointing",
-        help="Activation checkpointing per PerceiverLayer (training).",
-        rich_help_panel=_W,
-    ),
-]
+def _opt(name: str) -> Any:
+    return WORKLOAD_OPTIONS[name].option(name)
 
 
-def workload_options() -> tuple[str, ...]:
-    """Every workload option: its parameter name in the commands is the Workload field's name
-    (a function: perceiver_calc.workload is imported only when a command runs)."""
-    from perceiver_calc.workload import Workload
+@functools.cache
+def _annotated(name: str) -> Any:
+    """``Annotated[type, typer.Option(...)]``, made once per option for every command (typer
+    copies the OptionInfo before filling in a command's default)."""
+    return Annotated[WORKLOAD_OPTIONS[name].type, _opt(name)]
 
-    return tuple(Workload.model_fields)
+
+BatchOpt = Annotated[int, _opt("batch_size")]
+SeqLenOpt = Annotated[int | None, _opt("seq_len")]
+ImageSizeOpt = Annotated[str | None, _opt("image_size")]
+NumFramesOpt = Annotated[int | None, _opt("num_frames")]
+AudioSamplesOpt = Annotated[int | None, _opt("audio_samples")]
+SubImageOpt = Annotated[int | None, _opt("subsampled_image_points")]
+SubAudioOpt = Annotated[int | None, _opt("subsampled_audio_points")]
+DtypeOpt = Annotated[DtypeChoice, _opt("dtype")]
+ModeOpt = Annotated[ModeChoice, _opt("mode")]
+OptimizerOpt = Annotated[OptimizerChoice, _opt("optimizer")]
+CheckpointingOpt = Annotated[bool, _opt("checkpointing")]
+
+_GIVEN = frozenset({"COMMANDLINE", "ENVIRONMENT"})
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    # typer vendors click: compare the parameter source by name
+    return getattr(ctx.get_parameter_source(name), "name", None) in _GIVEN
 
 
 def set_by_user(ctx: typer.Context) -> set[str]:
-    """The Workload fields the user gave on the command line (or by environment), whatever
-    the value: ``--batch-size 1`` is a choice too. Read from click's parameter sources (typer
-    vendors click, so compare the sources by name)."""
-    given = {"COMMANDLINE", "ENVIRONMENT"}
-    return {
-        name
-        for name in workload_options()
-        if getattr(ctx.get_parameter_source(name), "name", None) in given
-    }
+    """The workload options the user gave on the command line (or by environment), whatever
+    the value: ``--batch-size 1`` is a choice too (click's parameter sources)."""
+    return {name for name in WORKLOAD_OPTIONS if name in ctx.params and _given(ctx, name)}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadOptions:
+    """What a command decorated with :func:`workload_options` receives as ``workload``."""
+
+    given: Mapping[str, object]
+    """The options the user gave (command line or environment), by Workload field name."""
+    defaults: Mapping[str, object]
+    """The command's own defaults, and the values it fixes for the options it omits."""
+
+    def build(self) -> Workload:
+        """The Workload: the command's defaults, then what the user gave. Its
+        ``model_fields_set`` is exactly those names, so for a command without defaults of
+        its own (report) it says what the user set. Bad values raise :class:`InputError`
+        naming the option."""
+        return make_workload(**{**self.defaults, **self.given})
+
+
+Command = TypeVar("Command", bound=Callable[..., None])
+
+
+def workload_options(
+    *, omit: tuple[str, ...] = (), **defaults: object
+) -> Callable[[Command], Command]:
+    """Give a typer command the workload option group in place of its ``workload`` parameter.
+
+    The command declares ``workload: WorkloadOptions``; this replaces it, in the signature
+    typer reads, by one option per Workload field (help under the "Workload" panel), less
+    ``omit``. ``defaults`` are the command's own defaults (shown by --help) or, for an omitted
+    option, the value the command fixes (``mode="training"`` for plan).
+    """
+    unknown = (set(omit) | set(defaults)) - set(WORKLOAD_OPTIONS)
+    if unknown:
+        raise TypeError(f"not workload options: {sorted(unknown)}")
+
+    def decorate(func: Command) -> Command:
+        sig = inspect.signature(func, eval_str=True)
+        params = list(sig.parameters.values())
+        names = [p.name for p in params]
+        at = names.index("workload")
+        ctx_name = next((p.name for p in params if p.annotation is typer.Context), None)
+        shown = [n for n in WORKLOAD_OPTIONS if n not in omit]
+        group = [
+            inspect.Parameter(
+                n,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=defaults.get(n, WORKLOAD_OPTIONS[n].default),
+                annotation=_annotated(n),
+            )
+            for n in shown
+        ]
+        extra = (
+            []
+            if ctx_name
+            else [
+                inspect.Parameter("_ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+            ]
+        )
+        # keyword-only throughout: typer calls the command with keywords, and the group's
+        # defaults may then precede parameters without one
+        new = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in [*params[:at], *group, *params[at + 1 :], *extra]
+        ]
+        fixed = {n: v for n, v in defaults.items() if n in omit or v != WORKLOAD_OPTIONS[n].default}
+
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> None:
+            ctx: typer.Context = kwargs[ctx_name] if ctx_name else kwargs.pop("_ctx")
+            values = {n: kwargs.pop(n) for n in shown}
+            given = {n: v for n, v in values.items() if _given(ctx, n)}
+            kwargs["workload"] = WorkloadOptions(
+                given=MappingProxyType(given), defaults=MappingProxyType(fixed)
+            )
+            func(**kwargs)
+
+        command.__signature__ = sig.replace(parameters=new)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in new}
+        return command  # type: ignore[return-value]
+
+    return decorate
 
 
 def parse_image_size(text: str) -> tuple[int, int]:
@@ -159,40 +273,18 @@ def parse_image_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def make_workload(
-    *,
-    batch_size: int = 1,
-    seq_len: int | None = None,
-    image_size: str | None = None,
-    num_frames: int | None = None,
-    audio_samples: int | None = None,
-    subsampled_image_points: int | None = None,
-    subsampled_audio_points: int | None = None,
-    dtype: DtypeChoice = DtypeChoice.fp32,
-    mode: ModeChoice = ModeChoice.inference,
-    optimizer: OptimizerChoice = OptimizerChoice.adamw,
-    checkpointing: bool = False,
-) -> Workload:
-    """The options as a Workload; bad values raise :class:`InputError` naming the option."""
+def make_workload(**options: object) -> Workload:
+    """The options (Workload field names; ``image_size`` as ``"HxW"``, choices as strings or
+    the enums above) as a Workload; bad values raise :class:`InputError` naming the option."""
 
     from perceiver_calc.workload import Workload
 
+    values = {k: v.value if isinstance(v, Enum) else v for k, v in options.items()}
     # Parsed outside the try below: its message already names the option.
-    size = parse_image_size(image_size) if image_size else None
+    if isinstance(values.get("image_size"), str):
+        values["image_size"] = parse_image_size(str(values["image_size"]))
     try:
-        return Workload(
-            batch_size=batch_size,
-            seq_len=seq_len,
-            image_size=size,
-            num_frames=num_frames,
-            audio_samples=audio_samples,
-            subsampled_image_points=subsampled_image_points,
-            subsampled_audio_points=subsampled_audio_points,
-            dtype=dtype.value,
-            mode=mode.value,
-            optimizer=optimizer.value,
-            checkpointing=checkpointing,
-        )
+        return Workload(**values)
     except InputError as err:
         # Workload names the field (batch_size); the user typed the option (--batch-size).
         text = str(err).removeprefix("invalid workload: ")

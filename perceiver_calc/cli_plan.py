@@ -15,24 +15,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from perceiver_calc.cli_options import (
-    AudioSamplesOpt,
-    BatchOpt,
-    CheckpointingOpt,
-    DtypeChoice,
-    DtypeOpt,
-    ImageSizeOpt,
-    ModeChoice,
-    ModeOpt,
-    NumFramesOpt,
-    OptimizerChoice,
-    OptimizerOpt,
-    SeqLenOpt,
-    SubAudioOpt,
-    SubImageOpt,
-    finite_positive,
-    make_workload,
-)
+from perceiver_calc.cli_options import WorkloadOptions, finite_positive, workload_options
 from perceiver_calc.config import load_config
 from perceiver_calc.console import fail as _fail
 from perceiver_calc.console import stdout as _stdout
@@ -91,9 +74,9 @@ OutputOpt = Annotated[
 _DEVICE_HELP = "GPU for step time and fit (perceiver_calc/devices.py): " + ", ".join(DEVICES)
 
 
-def _workload(**options: Any) -> Workload:
+def _workload(options: WorkloadOptions) -> Workload:
     try:
-        return make_workload(**options)
+        return options.build()
     except PerceiverCalcError as err:
         _fail(f"error: {err}", 2)
 
@@ -357,21 +340,12 @@ def register(app: typer.Typer) -> None:
     """Add ``sweep``, ``fit``, ``compare`` and ``plan`` to ``app``."""
 
     @app.command()
+    @workload_options(mode="training")
     def sweep(
         path: Path,
         vary: VaryOpt,
+        workload: WorkloadOptions,
         model: ModelOpt = None,
-        batch_size: BatchOpt = 1,
-        seq_len: SeqLenOpt = None,
-        image_size: ImageSizeOpt = None,
-        num_frames: NumFramesOpt = None,
-        audio_samples: AudioSamplesOpt = None,
-        subsampled_image_points: SubImageOpt = None,
-        subsampled_audio_points: SubAudioOpt = None,
-        dtype: DtypeOpt = DtypeChoice.fp32,
-        mode: ModeOpt = ModeChoice.training,
-        optimizer: OptimizerOpt = OptimizerChoice.adamw,
-        checkpointing: CheckpointingOpt = False,
         format: FormatOpt = None,
         output: OutputOpt = None,
         plot: Annotated[
@@ -385,19 +359,7 @@ def register(app: typer.Typer) -> None:
         block by block, in bounded memory (a grid of 10^7 rows streams to a file)."""
         fmt = _plan_output(format, output)
         _check_plot(plot)
-        wl = _workload(
-            batch_size=batch_size,
-            seq_len=seq_len,
-            image_size=image_size,
-            num_frames=num_frames,
-            audio_samples=audio_samples,
-            subsampled_image_points=subsampled_image_points,
-            subsampled_audio_points=subsampled_audio_points,
-            dtype=dtype,
-            mode=mode,
-            optimizer=optimizer,
-            checkpointing=checkpointing,
-        )
+        wl = _workload(workload)
         if plot is not None:  # the plot needs every row at once
             res = _sweep(path, vary, model, wl)
             axes = _axes(vary)
@@ -432,23 +394,16 @@ def register(app: typer.Typer) -> None:
             _fail(f"error: {err}", 2)
 
     @app.command()
+    # fit is about training: --mode is not offered, the workload trains
+    @workload_options(omit=("mode",), mode="training")
     def fit(
         path: Path,
         vary: VaryOpt,
+        workload: WorkloadOptions,
         max_params: Annotated[int | None, typer.Option("--max-params")] = None,
         max_flops: Annotated[int | None, typer.Option("--max-flops")] = None,
         max_memory: Annotated[int | None, typer.Option("--max-memory")] = None,
         model: ModelOpt = None,
-        batch_size: BatchOpt = 1,
-        seq_len: SeqLenOpt = None,
-        image_size: ImageSizeOpt = None,
-        num_frames: NumFramesOpt = None,
-        audio_samples: AudioSamplesOpt = None,
-        subsampled_image_points: SubImageOpt = None,
-        subsampled_audio_points: SubAudioOpt = None,
-        dtype: DtypeOpt = DtypeChoice.fp32,
-        optimizer: OptimizerOpt = OptimizerChoice.adamw,
-        checkpointing: CheckpointingOpt = False,
         format: FormatOpt = None,
         output: OutputOpt = None,
         plot: Annotated[
@@ -463,19 +418,7 @@ def register(app: typer.Typer) -> None:
 
         fmt = _plan_output(format, output)
         _check_plot(plot)
-        wl = _workload(
-            batch_size=batch_size,
-            seq_len=seq_len,
-            image_size=image_size,
-            num_frames=num_frames,
-            audio_samples=audio_samples,
-            subsampled_image_points=subsampled_image_points,
-            subsampled_audio_points=subsampled_audio_points,
-            dtype=dtype,
-            mode=ModeChoice.training,
-            optimizer=optimizer,
-            checkpointing=checkpointing,
-        )
+        wl = _workload(workload)
         res = _sweep(path, vary, model, wl)
         found = fit_rows(res, max_params=max_params, max_flops=max_flops, max_memory=max_memory)
         if fmt is OutFormat.table:
@@ -494,12 +437,12 @@ def register(app: typer.Typer) -> None:
             _plot(res, plot, found.pareto)
 
     @app.command()
+    # compared on a training step: --mode is not offered
+    @workload_options(omit=("mode",), mode="training")
     def compare(
         paths: list[Path],
+        workload: WorkloadOptions,
         model: ModelOpt = None,
-        batch_size: BatchOpt = 1,
-        seq_len: SeqLenOpt = None,
-        image_size: ImageSizeOpt = None,
         format: Annotated[TableJson, typer.Option("--format", "-f")] = TableJson.table,
     ) -> None:
         """Configs side by side; rows that differ are highlighted."""
@@ -511,12 +454,7 @@ def register(app: typer.Typer) -> None:
             _fail(f"error: {err}", 2)
         except PerceiverCalcError as err:
             _fail(f"error: {err}", 2)
-        wl = _workload(
-            batch_size=batch_size,
-            seq_len=seq_len,
-            image_size=image_size,
-            mode=ModeChoice.training,
-        )
+        wl = _workload(workload)
         cmp = compare_models(resolved, [str(p) for p in paths], wl)
         if format == "json":
             typer.echo(cmp.model_dump_json(indent=2))
@@ -539,8 +477,12 @@ def register(app: typer.Typer) -> None:
         _stdout().print(f"{len(cmp.differing_dims)} dimensions differ; {same} are equal (hidden)")
 
     @app.command()
+    # plan trains, and shows every strategy with and without checkpointing: no --mode, no
+    # --checkpointing
+    @workload_options(omit=("mode", "checkpointing"), mode="training", dtype="mixed-bf16")
     def plan(
         path: Path,
+        workload: WorkloadOptions,
         gpus: Annotated[int, typer.Option("--gpus", min=1)] = 8,
         device: Annotated[str | None, typer.Option("--device", help=_DEVICE_HELP)] = None,
         mfu: Annotated[
@@ -548,15 +490,6 @@ def register(app: typer.Typer) -> None:
         ] = 0.4,
         samples: Annotated[int | None, typer.Option("--samples", min=1)] = None,
         model: ModelOpt = None,
-        batch_size: BatchOpt = 1,
-        seq_len: SeqLenOpt = None,
-        image_size: ImageSizeOpt = None,
-        num_frames: NumFramesOpt = None,
-        audio_samples: AudioSamplesOpt = None,
-        subsampled_image_points: SubImageOpt = None,
-        subsampled_audio_points: SubAudioOpt = None,
-        dtype: DtypeOpt = DtypeChoice.mixed_bf16,
-        optimizer: OptimizerOpt = OptimizerChoice.adamw,
         format: Annotated[TableJson, typer.Option("--format", "-f")] = TableJson.table,
     ) -> None:
         """Per-GPU memory for DDP, ZeRO-1/2/3 and FSDP, step time and time to train."""
@@ -568,18 +501,7 @@ def register(app: typer.Typer) -> None:
             )
         try:
             resolved = validate_config(locate(path), model)
-            wl = _workload(
-                batch_size=batch_size,
-                seq_len=seq_len,
-                image_size=image_size,
-                num_frames=num_frames,
-                audio_samples=audio_samples,
-                subsampled_image_points=subsampled_image_points,
-                subsampled_audio_points=subsampled_audio_points,
-                dtype=dtype,
-                mode=ModeChoice.training,
-                optimizer=optimizer,
-            )
+            wl = _workload(workload)
             tp = training_plan(resolved, wl, gpus=gpus, device=device, mfu=mfu, samples=samples)
         except ConfigError as err:
             _fail(f"error: {path}: {err}", 2)
@@ -589,7 +511,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(tp.model_dump_json(indent=2))
             return
         out = _stdout()
-        out.print(f"{tp.model}: {tp.params:,} parameters, {gpus} GPUs, batch {batch_size}/GPU")
+        out.print(f"{tp.model}: {tp.params:,} parameters, {gpus} GPUs, batch {wl.batch_size}/GPU")
         from rich.table import Table
 
         table = Table(box=None, title="per-GPU memory (GiB)")

@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from perceiver_calc.arith import is_scalar, total
 from perceiver_calc.modules import (
     ACT_FLOPS,
     GELU_FLOPS,
@@ -50,7 +51,7 @@ from perceiver_calc.modules import (
     ResolvedModel,
     TiedOutput,
 )
-from perceiver_calc.params import count_params
+from perceiver_calc.params import params_total
 from perceiver_calc.workload import Workload, lengths, resolved_inputs
 
 __all__ = [
@@ -103,6 +104,12 @@ class FlopCounts:
     six_n_d_ratio: float
     """six_n_d / training_step (without recompute): > 1 means the rule overestimates."""
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows the counts as an HTML table (perceiver_calc.report renders it)."""
+        from perceiver_calc.report import flops_html
+
+        return flops_html(self)
+
 
 def tokens_of(m: Linear | TiedOutput | Embedding, lens: Mapping[str, int]) -> tuple[int, str]:
     """Rows a module is applied to, and the token count's family (``outputs.image`` ->
@@ -123,10 +130,11 @@ def module_ops(
     return m.ops(lens, batch, image_size)
 
 
-def count_flops(resolved: ResolvedModel, workload: Workload) -> FlopCounts:
+def count_flops(resolved: ResolvedModel, workload: Workload, *, detail: bool = True) -> FlopCounts:
     """Exact matmul FLOPs of one forward, backward and training step of ``resolved`` on
     ``workload``; see the module docstring for the conventions. Closed form: a shared block's
-    ops count once, times its runs (copies x num_blocks)."""
+    ops count once, times its runs (copies x num_blocks). ``detail=False`` leaves
+    ``by_module``, ``ops`` and ``forward_terms`` empty (the sweep needs only the totals)."""
     lens = lengths(resolved, workload)
     inp = resolved_inputs(resolved, workload)
     b = workload.batch_size
@@ -139,13 +147,24 @@ def count_flops(resolved: ResolvedModel, workload: Workload) -> FlopCounts:
     by_module: dict[str, ModuleFlops] = {}
     ops: dict[str, int] = {}
     terms: dict[str, int] = {}
-    fwd_macs = bwd_macs = recompute_macs = elementwise = 0
+    fwds: list[int] = []
+    bwds: list[int] = []
+    recomputes: list[int] = []
+    elementwises: list[int] = []
     for m in resolved.modules:
         mod_ops = m.ops(lens, b, image)
         apps = m.n_runs()  # a shared block: copies x num_blocks
-        f = sum(o.macs for o in mod_ops) * apps
-        bw = sum(o.macs * o.grad_operands for o in mod_ops) * apps
+        f = total(o.macs for o in mod_ops) * apps
+        bw = total(o.macs * o.grad_operands for o in mod_ops) * apps
         ew = m.elementwise(lens, b, env, image)
+        fwds.append(f)
+        bwds.append(bw)
+        elementwises.append(ew)
+        if workload.checkpointing and m.kind == "layer":
+            # Checkpointing keeps each layer's inputs and reruns its forward during backward.
+            recomputes.append(f)
+        if not detail:
+            continue
         for o in mod_ops:
             key = f"{m.path}.{o.name}" if o.name else m.path
             ops[key] = ops.get(key, 0) + 2 * o.macs * apps
@@ -156,14 +175,10 @@ def count_flops(resolved: ResolvedModel, workload: Workload) -> FlopCounts:
             backward=2 * bw + (prev.backward if prev else 0),
             elementwise_forward=ew + (prev.elementwise_forward if prev else 0),
         )
-        fwd_macs += f
-        bwd_macs += bw
-        elementwise += ew
-        if workload.checkpointing and m.kind == "layer":
-            # Checkpointing keeps each layer's inputs and reruns its forward during backward.
-            recompute_macs += f
+    fwd_macs, bwd_macs = total(fwds), total(bwds)
+    recompute_macs, elementwise = total(recomputes), total(elementwises)
     forward, backward, recompute = 2 * fwd_macs, 2 * bwd_macs, 2 * recompute_macs
-    params = count_params(resolved).total
+    params = params_total(resolved)
     tokens = b * lens["inputs"]
     six = 6 * params * tokens
     step = forward + backward
@@ -181,5 +196,5 @@ def count_flops(resolved: ResolvedModel, workload: Workload) -> FlopCounts:
         six_n_d=six,
         six_n_d_params=params,
         six_n_d_tokens=tokens,
-        six_n_d_ratio=six / step if step else float("inf"),
+        six_n_d_ratio=(six / step if step else float("inf")) if is_scalar(step) else 0.0,
     )

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-from perceiver_calc.arith import Int, maximum
+from perceiver_calc.arith import Int, decides, is_scalar, maximum, positive, total, where
 from perceiver_calc.classes import FLOW_PATCH_CHANNELS
 from perceiver_calc.modules import (
     BatchNorm2d,
@@ -50,7 +50,7 @@ from perceiver_calc.modules import (
     ResolvedModel,
     TiedOutput,
 )
-from perceiver_calc.params import count_params
+from perceiver_calc.params import params_total
 from perceiver_calc.workload import Dtype, Workload, lengths, resolved_inputs
 
 __all__ = [
@@ -134,6 +134,12 @@ class MemoryCounts:
     """Activation bytes kept for backward per resolved module path (chosen checkpointing;
     read-only)."""
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows the counts as an HTML table (perceiver_calc.report renders it)."""
+        from perceiver_calc.report import memory_html
+
+        return memory_html(self)
+
 
 # --------------------------------------------------------------------------------------------
 # Saved tensors: the graph of one training forward
@@ -159,12 +165,22 @@ class _Graph:
         in_layer: str | None = None,
         count: Int = 1,
     ) -> None:
-        if sid is None or elements <= 0 or count <= 0:
-            return  # a parameter's storage (latents, trainable queries), or an empty tensor
+        if sid is None:
+            return  # a parameter's storage (latents, trainable queries)
+        scalar = is_scalar(elements, count)
+        if scalar and (elements <= 0 or count <= 0):
+            return  # an empty tensor
         prev = self.saved.get(sid)
         if prev is not None:
             if layer_input and not prev.layer_input:
-                self.saved[sid] = dataclasses.replace(prev, layer_input=True, in_layer=None)
+                prev = self.saved[sid] = dataclasses.replace(prev, layer_input=True, in_layer=None)
+            if not scalar:
+                # The sweep's per-row sizes: a storage saved twice has one size where it is
+                # not empty (the scalar path keeps the first non-empty save); rows where the
+                # first save was empty (0) take the later one.
+                self.saved[sid] = dataclasses.replace(
+                    prev, elements=maximum(prev.elements, elements * count)
+                )
             return
         self.saved[sid] = SavedTensor(
             id=sid,
@@ -257,11 +273,12 @@ def saved_tensors(
             # Linear on the batch-expanded positions (B, S², C): for B > 1 the stride-0 tensor
             # is not contiguous and (if S² > 1) matmul folds it to (B·S², C) with a copy, which mm
             # saves; otherwise it folds to a view of the parameter (not an activation).
-            if b > 1 and lens["inputs"] > 1:
+            folded = (b > 1) & (lens["inputs"] > 1)
+            if not is_scalar(folded) or folded:  # (the sweep: a per-row condition)
                 g.save(
                     g.new("positions_folded"),
                     proj.path,
-                    b * lens["inputs"] * proj.in_features.value,
+                    where(folded, b * lens["inputs"] * proj.in_features.value, 0),
                 )
         prep = g.new("preprocessed")
     elif kind == "flow":
@@ -286,7 +303,7 @@ def saved_tensors(
     selfs = [m for m in layers if m.role == "encoder_self"]
     z = cross.save_for_backward(g, None, prep, lens, b, dropout, act)
     for m in selfs:  # the shared block: num_blocks x L same-shape applications, folded
-        if m.runs > 0:
+        if positive(m.runs):
             z = m.save_for_backward(g, z, None, lens, b, dropout, act, count=m.runs)
 
     # --- decoder and head ------------------------------------------------------------------
@@ -324,10 +341,11 @@ def saved_tensors(
         # output (B, O, C). matmul folds it to (B·n, C): a view of the whole output when
         # B == 1, n == 1 or n == O (the saved view pins all of it), else a copy of the slice.
         n = pm.rows(lens)
-        if b == 1 or n in (1, o):
-            g.save(logits, pm.path, b * o * pm.in_features.value)
-        else:
-            g.save(g.new(f"{pm.path}:input"), pm.path, b * n * pm.in_features.value)
+        view = (b == 1) | (n == 1) | (n == o)
+        g.save(logits, pm.path, where(view, b * o * pm.in_features.value, 0))
+        if not is_scalar(view) or not view:
+            copy = where(view, 0, b * n * pm.in_features.value)
+            g.save(g.new(f"{pm.path}:input"), pm.path, copy)
     if with_labels and spec.takes_labels:
         _loss(g, resolved, b, o, logits, logits_width)
     return list(g.saved.values())
@@ -343,7 +361,7 @@ def _loss(g: _Graph, resolved: ResolvedModel, b: int, o: int, logits: str, width
         problem = "single_label_classification"  # CrossEntropyLoss over the vocabulary, always
     elif problem is None:
         # transformers' rule: one label -> regression (MSE), else class ids -> cross-entropy
-        problem = "regression" if width == 1 else "single_label_classification"
+        problem = "regression" if decides(width == 1) else "single_label_classification"
     if problem == "regression":
         g.save(logits, "loss", rows * width)
         g.save(g.new("labels"), "loss", rows * width)  # float targets
@@ -374,9 +392,9 @@ def _inference_peak_activations(resolved: ResolvedModel, workload: Workload) -> 
     k = resolved.encoder_kv_dim.value
     held = b * lens["inputs"] * k
     if image is not None:
-        held += b * 3 * image[0] * image[1]
+        held = held + b * 3 * image[0] * image[1]
     elif kind == "flow":
-        held += b * FLOW_PATCH_CHANNELS * lens["inputs"]
+        held = held + b * FLOW_PATCH_CHANNELS * lens["inputs"]
     # the largest module's transient tensors (each kind's working_set); the encoder output z
     # is held while the decoder runs (counted in the layer inputs)
     peak = maximum(0, *(m.working_set(lens, b, image) for m in resolved.modules))
@@ -388,19 +406,20 @@ def _inference_peak_activations(resolved: ResolvedModel, workload: Workload) -> 
 
 
 def count_memory(
-    resolved: ResolvedModel, workload: Workload, *, device: Device = "cuda"
+    resolved: ResolvedModel, workload: Workload, *, device: Device = "cuda", detail: bool = True
 ) -> MemoryCounts:
     """Bytes for weights, gradients, optimizer states, activations and the inference peak of
-    ``resolved`` on ``workload``; see the module docstring for the conventions."""
+    ``resolved`` on ``workload``; see the module docstring for the conventions.
+    ``detail=False`` leaves ``by_module`` empty (the sweep needs only the totals)."""
     dtype = workload.dtype
     training = workload.mode == "training"
     act_b = 2 if dtype != "fp32" else 4
-    params = count_params(resolved).total
+    params = params_total(resolved)
     buffers = 0
     for m in resolved.modules:
         for name, shape in m.buffers().items():
             n = math.prod(shape)
-            buffers += (
+            buffers = buffers + (
                 8 * n
                 if name.endswith("num_batches_tracked")
                 else (4 if dtype.startswith("mixed") else act_b) * n
@@ -414,25 +433,27 @@ def count_memory(
     def nbytes(t: SavedTensor) -> int:
         return t.elements * bytes_per_element(t.kind, dtype, device)
 
-    full = sum(nbytes(t) for t in tensors)
+    full = total(nbytes(t) for t in tensors)
     kept = [t for t in tensors if t.in_layer is None or t.layer_input]
-    ckpt = sum(nbytes(t) for t in kept)
+    ckpt = total(nbytes(t) for t in kept)
     per_layer: dict[str, int] = {}
     for t in tensors:
         if t.in_layer is not None and not t.layer_input:
             # one application's internals (a folded entry holds t.count equal ones)
             per_layer[t.in_layer] = per_layer.get(t.in_layer, 0) + nbytes(t) // t.count
-    recompute_peak = max(per_layer.values(), default=0) if workload.checkpointing else 0
+    recompute_peak = maximum(0, *per_layer.values()) if workload.checkpointing else 0
     chosen = kept if workload.checkpointing else tensors
     by_module: dict[str, int] = {}
-    for t in chosen:
+    for t in chosen if detail else ():
         by_module[t.module] = by_module.get(t.module, 0) + nbytes(t)
     activations = (ckpt if workload.checkpointing else full) if training else 0
 
     peak_elems, biggest = _inference_peak_activations(resolved, workload)
     inference_peak = weights + peak_elems * act_b
     # training: everything kept for the step; inference: the no-grad working set
-    total = weights + grads + optim + activations + recompute_peak if training else inference_peak
+    total_bytes = (
+        weights + grads + optim + activations + recompute_peak if training else inference_peak
+    )
     return MemoryCounts(
         dtype=dtype,
         mode=workload.mode,
@@ -446,6 +467,6 @@ def count_memory(
         recompute_peak_bytes=recompute_peak,
         inference_peak_bytes=inference_peak,
         largest_attention_scores_bytes=biggest * act_b,
-        total_bytes=total,
+        total_bytes=total_bytes,
         by_module=MappingProxyType(by_module),
     )

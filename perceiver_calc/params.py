@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from perceiver_calc.arith import is_scalar, total
 from perceiver_calc.modules import Module, PerceiverLayer, ResolvedModel, Shape
 
 __all__ = [
@@ -31,8 +32,10 @@ __all__ = [
     "copies_of",
     "count_params",
     "iter_parameter_shapes",
+    "module_params",
     "one_copy_shapes",
     "parameter_shapes",
+    "params_total",
 ]
 
 MAX_LISTED_COPIES = 1024
@@ -110,6 +113,22 @@ class ParamCounts:
     buffers: Mapping[str, Shape]
     buffer_elements: int
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows the counts as an HTML table (perceiver_calc.report renders it)."""
+        from perceiver_calc.report import params_html
+
+        return params_html(self)
+
+
+def module_params(m: Module) -> int:
+    """Parameters of one resolved module, all its copies (closed form)."""
+    return total(math.prod(s) for s in m.shapes().values()) * m.n_copies()
+
+
+def params_total(resolved: ResolvedModel) -> int:
+    """``count_params(resolved).total`` without listing the tensors (the sweep's path)."""
+    return total(module_params(m) for m in resolved.modules)
+
 
 def count_params(resolved: ResolvedModel) -> ParamCounts:
     """Closed form: a shared block counts copies x one copy, whatever the number of copies."""
@@ -123,7 +142,7 @@ def count_params(resolved: ResolvedModel) -> ParamCounts:
         n_copies = m.n_copies()
         if isinstance(m, PerceiverLayer) and m.is_block:
             copies[m.path] = n_copies
-            if n_copies <= MAX_LISTED_COPIES:
+            if is_scalar(n_copies) and n_copies <= MAX_LISTED_COPIES:
                 tensors |= parameter_shapes(m)
             else:
                 notes.append(
@@ -136,12 +155,12 @@ def count_params(resolved: ResolvedModel) -> ParamCounts:
         if one:
             # ParameterDicts (multimodal padding, masks) are several Parameter entries of one
             # module path: add them up.
-            n = sum(math.prod(s) for s in one.values()) * n_copies
+            n = module_params(m)
             by_module[m.path] = by_module.get(m.path, 0) + n
-    total = sum(by_module.values())
+    n_params = total(by_module.values())
     return ParamCounts(
-        total=total,
-        trainable=total,
+        total=n_params,
+        trainable=n_params,
         by_module=MappingProxyType(by_module),
         tensors=MappingProxyType(tensors),
         buffers=MappingProxyType(buffers),

@@ -13,7 +13,9 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from perceiver_calc.arith import where
 from perceiver_calc.errors import Finding
+from perceiver_calc.rules import SCALAR, Rules
 
 if TYPE_CHECKING:
     from perceiver_calc.config import PerceiverConfig
@@ -38,7 +40,9 @@ def _query_length_name(key: str) -> str:
     return "the decoder's query count"
 
 
-def chunk_findings(config: PerceiverConfig, query_lengths: Mapping[str, int]) -> list[Finding]:
+def chunk_findings(
+    config: PerceiverConfig, query_lengths: Mapping[str, int], rules: Rules = SCALAR
+) -> list[Finding]:
     """``chunk_size_feed_forward`` > 0 makes every PerceiverLayer run its MLP through
     ``apply_chunking_to_forward(..., chunk_dim=1, ...)`` (modeling_perceiver.py L402,
     pytorch_utils.py), which raises ``ValueError("The dimension to be chunked N has to be a
@@ -48,10 +52,15 @@ def chunk_findings(config: PerceiverConfig, query_lengths: Mapping[str, int]) ->
     0 disables chunking."""
     c = config.chunk_size_feed_forward
     found: list[Finding] = []
-    if c == 0:
+    if rules.batched:
+        c = where(c == 0, 1, c)  # (the mask below is 0 there): no division by zero
+    elif c == 0:
         return found
     for key, n in query_lengths.items():
-        if key not in ("latents", "outputs") or n <= 0 or n % c == 0:
+        if key not in ("latents", "outputs"):
+            continue
+        cond = (config.chunk_size_feed_forward != 0) & (n > 0) & (n % c != 0)
+        if not rules.fails(cond, "chunk_size_feed_forward"):
             continue
         module = "perceiver.encoder" if key == "latents" else "perceiver.decoder"
         field = "num_latents" if key == "latents" else "chunk_size_feed_forward"
@@ -98,7 +107,7 @@ def relax_unexecuted_self_attention(
     return out
 
 
-def tensor_bytes_findings(modules: Iterable[Module]) -> list[Finding]:
+def tensor_bytes_findings(modules: Iterable[Module], rules: Rules = SCALAR) -> list[Finding]:
     """torch refuses a tensor whose byte size overflows int64 even when its element count fits
     ("Storage size calculation overflowed", c10 computeStorageNbytes, on every device meta
     included). Parameters are built in float32: 4 bytes each. A shared block's copies have
@@ -107,7 +116,10 @@ def tensor_bytes_findings(modules: Iterable[Module]) -> list[Finding]:
     for m in modules:
         for name, shape in m.shapes().items():
             numel = math.prod(shape)
-            if numel <= INT64_MAX and numel * PARAM_BYTES > INT64_MAX:
+            # (numel > INT64_MAX is tensor_too_large's error; the sweep lists both)
+            if rules.exceeds(numel * PARAM_BYTES, INT64_MAX, "tensor_bytes_too_large") and (
+                numel <= INT64_MAX
+            ):
                 found.append(
                     Finding(
                         severity="error",
@@ -124,7 +136,9 @@ def tensor_bytes_findings(modules: Iterable[Module]) -> list[Finding]:
     return found
 
 
-def activation_bytes_findings(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
+def activation_bytes_findings(
+    resolved: ResolvedModel, workload: Workload, rules: Rules = SCALAR
+) -> list[Finding]:
     """The largest activation of one forward (attention scores, logits, ...: every storage a
     training forward keeps, which an inference forward also materialises) in the workload's
     dtype must fit torch's int64 byte count, else the forward raises ("Storage size
@@ -134,7 +148,9 @@ def activation_bytes_findings(resolved: ResolvedModel, workload: Workload) -> li
     worst: tuple[int, str, int] | None = None
     for t in saved_tensors(resolved, workload):
         nbytes = t.elements * bytes_per_element(t.kind, workload.dtype, "cpu")
-        if nbytes > INT64_MAX and (worst is None or nbytes > worst[0]):
+        if rules.exceeds(nbytes, INT64_MAX, "activation_bytes_too_large") and (
+            worst is None or nbytes > worst[0]
+        ):
             worst = (nbytes, f"{t.id} ({t.kind}, saved by {t.module})", t.elements)
     if worst is None:
         return []

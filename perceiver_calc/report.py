@@ -7,6 +7,7 @@ rendering only formats what it holds.
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import re
 from collections.abc import Mapping
@@ -25,7 +26,15 @@ if TYPE_CHECKING:
     from rich.console import Console, Group
     from rich.table import Table
 
-__all__ = ["ModuleDims", "Report", "build_report", "render_json", "render_markdown", "render_table"]
+__all__ = [
+    "ModuleDims",
+    "Report",
+    "build_report",
+    "render_explain_markdown",
+    "render_json",
+    "render_markdown",
+    "render_table",
+]
 
 
 # The report's values are frozen dataclasses, not pydantic models: they are built here, never
@@ -66,6 +75,10 @@ class Report:
     """The workload the FLOPs and memory are for, defaults filled in (None: not computed)."""
     flops: FlopCounts | None = None
     memory: MemoryCounts | None = None
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the report as HTML tables (:func:`report_html`)."""
+        return report_html(self)
 
 
 def module_dims(m: Module) -> ModuleDims:
@@ -239,9 +252,7 @@ def _workload_line(report: Report) -> str:
     return "workload: " + ", ".join(parts)
 
 
-def _flops_rows(report: Report) -> list[tuple[str, str, str]]:
-    f = report.flops
-    assert f is not None
+def _flops_rows(f: FlopCounts) -> list[tuple[str, str, str]]:
     rows = [
         ("forward", f"{f.forward:,}", human_flops(f.forward)),
         ("backward", f"{f.backward:,}", human_flops(f.backward)),
@@ -265,9 +276,7 @@ def _flops_rows(report: Report) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _memory_rows(report: Report) -> list[tuple[str, str, str]]:
-    m = report.memory
-    assert m is not None
+def _memory_rows(m: MemoryCounts) -> list[tuple[str, str, str]]:
     rows = [
         ("weights", m.weights_bytes),
         ("gradients", m.gradients_bytes),
@@ -286,10 +295,7 @@ def _memory_rows(report: Report) -> list[tuple[str, str, str]]:
     return [(k, f"{v:,}", human_bytes(v)) for k, v in rows]
 
 
-def _grouped_flops(report: Report) -> list[tuple[str, int, int]]:
-    f = report.flops
-    assert f is not None
-    copies = report.params.copies
+def _grouped_flops(f: FlopCounts, copies: Mapping[str, int]) -> list[tuple[str, int, int]]:
     fwd = grouped_params({k: v.forward for k, v in f.by_module.items()}, copies)
     bwd = dict(
         (label, n)
@@ -312,43 +318,53 @@ def _flops_tables(report: Report) -> list[Table]:
     t.add_column("")
     t.add_column("FLOPs", justify="right")
     t.add_column("")
-    for row in _flops_rows(report):
+    for row in _flops_rows(f):
         t.add_row(*row)
     by = Table(title="FLOPs by module", box=box.SIMPLE_HEAD, title_justify="left")
     by.add_column("module (transformers path)", no_wrap=True)
     by.add_column("forward", justify="right")
     by.add_column("backward", justify="right")
     by.add_column("share of forward", justify="right")
-    for label, fw, bw in _grouped_flops(report):
+    for label, fw, bw in _grouped_flops(f, report.params.copies):
         share = f"{100 * fw / f.forward:.1f}%" if f.forward else "-"
         by.add_row(label, f"{fw:,}", f"{bw:,}", share)
     m = Table(title="Memory (bytes)", box=box.SIMPLE_HEAD, title_justify="left")
     m.add_column("")
     m.add_column("bytes", justify="right")
     m.add_column("", justify="right")
-    for row in _memory_rows(report):
+    assert report.memory is not None
+    for row in _memory_rows(report.memory):
         m.add_row(*row)
     return [t, by, m]
+
+
+PARAMS_HEADER = ("module (transformers path)", "params", "share", "note")
+
+
+def _params_rows(p: ParamsSection | ParamCounts) -> list[tuple[str, str, str, str]]:
+    """Parameters by module (identical layers in one row), the total, the buffers."""
+    total = p.total
+    rows = [
+        (label, f"{n:,}", f"{100 * n / total:.1f}%" if total else "-", note)
+        for label, n, note in grouped_params(p.by_module, p.copies)
+    ]
+    rows.append(("total", f"{total:,}", "100.0%", f"trainable {p.trainable:,}"))
+    if p.buffers:
+        n_buf = sum(_prod(s) for s in p.buffers.values())
+        rows.append(("buffers (not parameters)", f"{n_buf:,}", "", ", ".join(p.buffers)))
+    return rows
 
 
 def _params_table(report: Report) -> Table:
     from rich import box
     from rich.table import Table
 
-    total = report.params.total
     t = Table(title="Parameters by module", box=box.SIMPLE_HEAD, title_justify="left")
-    t.add_column("module (transformers path)", no_wrap=True)
-    t.add_column("params", justify="right")
-    t.add_column("share", justify="right")
-    t.add_column("note")
-    for label, n, note in grouped_params(report.params.by_module, report.params.copies):
-        t.add_row(label, f"{n:,}", f"{100 * n / total:.1f}%" if total else "-", note)
-    t.add_row(
-        "total", f"{total:,}", "100.0%", f"trainable {report.params.trainable:,}", style="bold"
-    )
-    if report.params.buffers:
-        n_buf = sum(_prod(s) for s in report.params.buffers.values())
-        t.add_row("buffers (not parameters)", f"{n_buf:,}", "", ", ".join(report.params.buffers))
+    for col in PARAMS_HEADER:
+        t.add_column(col, justify="right" if col in ("params", "share") else "left")
+    t.columns[0].no_wrap = True
+    for row in _params_rows(report.params):
+        t.add_row(*row, style="bold" if row[0] == "total" else None)
     return t
 
 
@@ -359,54 +375,54 @@ def _prod(shape: tuple[int, ...]) -> int:
     return n
 
 
+LAYERS_HEADER = (
+    "module",
+    "q_dim",
+    "kv_dim",
+    "qk",
+    "v",
+    "heads",
+    "qk/head",
+    "v/head",
+    "out",
+    "widen",
+    "q residual",
+)
+_LAYER_DIMS = (
+    "q_dim",
+    "kv_dim",
+    "qk_channels",
+    "v_channels",
+    "num_heads",
+    "qk_channels_per_head",
+    "v_channels_per_head",
+    "output_channels",
+    "widening_factor",
+)
+
+
+def _layer_rows(report: Report) -> list[tuple[str, ...]]:
+    """One row per attention module (the identical self-attention layers once)."""
+    return [
+        (
+            path,
+            *(str(md.dims[k].value) for k in _LAYER_DIMS),
+            "yes" if md.dims["use_query_residual"].value else "no",
+        )
+        for path, md in _explained_modules(report)
+        if md.kind in ("encoder_cross", "encoder_self", "decoder_cross")
+    ]
+
+
 def _layers_table(report: Report) -> Table:
     from rich import box
     from rich.table import Table
 
     t = Table(title="Attention layers (resolved)", box=box.SIMPLE_HEAD, title_justify="left")
-    for col in (
-        "module",
-        "q_dim",
-        "kv_dim",
-        "qk",
-        "v",
-        "heads",
-        "qk/head",
-        "v/head",
-        "out",
-        "widen",
-        "q residual",
-    ):
+    for col in LAYERS_HEADER:
         t.add_column(col, justify="left" if col == "module" else "right", no_wrap=True)
-    seen_self = False
-    for md in report.dimensions:
-        if md.kind not in ("encoder_cross", "encoder_self", "decoder_cross"):
-            continue
-        label = md.path
-        if md.kind == "encoder_self":
-            if seen_self:
-                continue
-            seen_self = True
-            label = re.sub(r"self_attends$", "self_attends.*", md.path)
-        d = md.dims
-        t.add_row(
-            label,
-            *(
-                str(d[k].value)
-                for k in (
-                    "q_dim",
-                    "kv_dim",
-                    "qk_channels",
-                    "v_channels",
-                    "num_heads",
-                    "qk_channels_per_head",
-                    "v_channels_per_head",
-                    "output_channels",
-                    "widening_factor",
-                )
-            ),
-            "yes" if d["use_query_residual"].value else "no",
-        )
+    for row in _layer_rows(report):
+        t.add_row(*row)
     return t
 
 
@@ -439,7 +455,7 @@ def render_table(report: Report, console: Console) -> None:
             console.print(table)
     group = _findings_group(report.findings)
     if group is not None:
-        console.print(group)
+        console.print(group, soft_wrap=True)  # one line per finding: a terminal wraps it
 
 
 def render_explain(report: Report, console: Console) -> None:
@@ -452,33 +468,74 @@ def render_explain(report: Report, console: Console) -> None:
     if report.source:
         title.append(f"  ({report.source})", style="dim")
     console.print(title)
-    seen_self = False
-    for md in report.dimensions:
-        if md.kind == "encoder_self":
-            if seen_self:
-                continue
-            seen_self = True
-        path = re.sub(r"self_attends$", "self_attends.*", md.path)
+    for path, md in _explained_modules(report):
         t = Table(title=f"{path}  [{md.kind}]", box=box.SIMPLE_HEAD, title_justify="left")
         t.add_column("dimension")
         t.add_column("value", justify="right")
         t.add_column("source")
         t.add_column("from")
         for name, dim in md.dims.items():
-            value = str(dim.value)
-            if name == "use_query_residual":
-                value = "yes" if dim.value else "no"
-            t.add_row(name, value, dim.source, dim.rule)
+            t.add_row(name, _dim_value(name, dim), dim.source, dim.rule)
         console.print(t)
         for note in md.notes:
             console.print(f"  {note}", style="dim")
     group = _findings_group(report.findings)
     if group is not None:
-        console.print(group)
+        console.print(group, soft_wrap=True)  # one line per finding: a terminal wraps it
 
 
 # --------------------------------------------------------------------------------------------
 # Markdown
+
+
+def _cell(text: object) -> str:
+    """A markdown table cell: ``|`` escaped, newlines flattened (rules are free text)."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _explained_modules(report: Report) -> list[tuple[str, ModuleDims]]:
+    """(display path, dims) per module, the identical self_attends layers shown once."""
+    out: list[tuple[str, ModuleDims]] = []
+    seen_self = False
+    for md in report.dimensions:
+        if md.kind == "encoder_self":
+            if seen_self:
+                continue
+            seen_self = True
+        out.append((re.sub(r"self_attends$", "self_attends.*", md.path), md))
+    return out
+
+
+def _dim_value(name: str, dim: Dim) -> str:
+    if name == "use_query_residual":
+        return "yes" if dim.value else "no"
+    return str(dim.value)
+
+
+def render_explain_markdown(report: Report) -> str:
+    """``explain --format markdown``: each module's dimensions with value, source and rule."""
+    out = [f"# {report.model}: resolved dimensions", ""]
+    if report.source:
+        out += [f"Config: `{report.source}`", ""]
+    for path, md in _explained_modules(report):
+        out += [
+            f"## `{path}` ({md.kind})",
+            "",
+            "| dimension | value | source | from |",
+            "|---|---:|---|---|",
+        ]
+        out += [
+            f"| `{name}` | {_cell(_dim_value(name, dim))} | {dim.source} | {_cell(dim.rule)} |"
+            for name, dim in md.dims.items()
+        ]
+        if md.notes:
+            out += ["", *(f"- {_cell(note)}" for note in md.notes)]
+        out.append("")
+    if report.findings:
+        out += ["## Findings", ""]
+        out += [f"- **{f.severity}** `{f.code}`: {f}" for f in report.findings]
+        out.append("")
+    return "\n".join(out)
 
 
 def render_markdown(report: Report) -> str:
@@ -530,12 +587,119 @@ def render_markdown(report: Report) -> str:
             "| | FLOPs | |",
             "|---|---:|---|",
         ]
-        out += [f"| {a} | {b} | {c} |" for a, b, c in _flops_rows(report)]
+        out += [f"| {a} | {b} | {c} |" for a, b, c in _flops_rows(report.flops)]
         out += ["", "| module | forward | backward |", "|---|---:|---:|"]
-        out += [f"| `{label}` | {fw:,} | {bw:,} |" for label, fw, bw in _grouped_flops(report)]
+        grouped = _grouped_flops(report.flops, report.params.copies)
+        out += [f"| `{label}` | {fw:,} | {bw:,} |" for label, fw, bw in grouped]
         out += ["", "| memory | bytes | |", "|---|---:|---:|"]
-        out += [f"| {a} | {b} | {c} |" for a, b, c in _memory_rows(report)]
+        assert report.memory is not None
+        out += [f"| {a} | {b} | {c} |" for a, b, c in _memory_rows(report.memory)]
     if report.findings:
         out += ["", "## Findings", ""]
         out += [f"- **{f.severity}** `{f.code}`: {f}" for f in report.findings]
     return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# HTML (Jupyter): Report, ParamCounts, FlopCounts and MemoryCounts have a _repr_html_ that
+# calls these. Plain HTML tables, no rich or pandas needed; every cell escaped.
+
+FLOPS_HEADER = ("", "FLOPs", "")
+MEMORY_HEADER = ("", "bytes", "")
+
+
+def html_table(
+    caption: str,
+    header: tuple[str, ...],
+    rows: list[tuple[str, ...]],
+    right: tuple[int, ...] = (1, 2),
+) -> str:
+    """A ``<table>``: the ``right`` columns (the counts) right-aligned; a ``total`` row in
+    bold."""
+
+    def cells(tag: str, row: tuple[str, ...]) -> str:
+        out = []
+        for i, v in enumerate(row):
+            align = "right" if i in right else "left"
+            out.append(f'<{tag} style="text-align:{align}">{html.escape(v)}</{tag}>')
+        return "".join(out)
+
+    bold = ' style="font-weight:bold"'
+    body = "".join(
+        f"<tr{bold if row and row[0] == 'total' else ''}>{cells('td', row)}</tr>" for row in rows
+    )
+    return (
+        f'<table><caption style="text-align:left"><b>{html.escape(caption)}</b></caption>'
+        f"<thead><tr>{cells('th', header)}</tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
+def _html_params(p: ParamsSection | ParamCounts) -> str:
+    return html_table("Parameters by module", PARAMS_HEADER, list(_params_rows(p)))
+
+
+def _html_flops(f: FlopCounts, copies: Mapping[str, int]) -> str:
+    by = [
+        (label, f"{fw:,}", f"{bw:,}", f"{100 * fw / f.forward:.1f}%" if f.forward else "-")
+        for label, fw, bw in _grouped_flops(f, copies)
+    ]
+    return html_table(
+        "FLOPs (2 per multiply-add; matmuls and convolutions, as FlopCounterMode)",
+        FLOPS_HEADER,
+        list(_flops_rows(f)),
+        right=(1,),
+    ) + html_table(
+        "FLOPs by module",
+        ("module (transformers path)", "forward", "backward", "share of forward"),
+        list(by),
+        right=(1, 2, 3),
+    )
+
+
+def _html_memory(m: MemoryCounts) -> str:
+    caption = f"Memory (bytes; {m.mode}, {m.dtype})"
+    return html_table(caption, MEMORY_HEADER, list(_memory_rows(m)))
+
+
+def params_html(p: ParamCounts) -> str:
+    """``ParamCounts._repr_html_``."""
+    return _html_params(p)
+
+
+def flops_html(f: FlopCounts) -> str:
+    """``FlopCounts._repr_html_`` (a shared block's layers are one row: its by_module key)."""
+    return _html_flops(f, {})
+
+
+def memory_html(m: MemoryCounts) -> str:
+    """``MemoryCounts._repr_html_``."""
+    return _html_memory(m)
+
+
+def report_html(report: Report) -> str:
+    """``Report._repr_html_``: the tables of ``perceiver-calc report``, as HTML."""
+    title = f"<h4>{html.escape(report.model)}"
+    if report.source:
+        title += f" <small>({html.escape(report.source)})</small>"
+    parts = [
+        title + "</h4>",
+        f"<p>parameters: {report.params.total:,}</p>",
+        html_table(
+            "Attention layers (resolved)",
+            LAYERS_HEADER,
+            _layer_rows(report),
+            right=tuple(range(1, len(LAYERS_HEADER))),
+        ),
+        _html_params(report.params),
+    ]
+    if report.flops is not None and report.memory is not None:
+        parts.append(f"<p>{html.escape(_workload_line(report))}</p>")
+        parts.append(_html_flops(report.flops, report.params.copies))
+        parts.append(_html_memory(report.memory))
+    if report.findings:
+        items = "".join(
+            f"<li><b>{html.escape(f.severity)}</b>: {html.escape(str(f))}</li>"
+            for f in report.findings
+        )
+        parts.append(f"<p><b>Findings</b></p><ul>{items}</ul>")
+    return "<div>" + "".join(parts) + "</div>"

@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from perceiver_calc import parity
+from perceiver_calc.arith import maximum, positive
 from perceiver_calc.classes import (
     CLASSES,
     CONV_STEM,
@@ -60,6 +61,7 @@ from perceiver_calc.modules import (
     TiedOutput,
     TokenCount,
 )
+from perceiver_calc.rules import SCALAR, Rules
 
 __all__ = [
     "BatchNorm2d",
@@ -89,15 +91,20 @@ INT64_MAX = 2**63 - 1
 class _Ctx:
     """Collects findings while a model class is resolved."""
 
-    def __init__(self, config: PerceiverConfig, model: ModelClass) -> None:
+    def __init__(self, config: PerceiverConfig, model: ModelClass, rules: Rules = SCALAR) -> None:
         self.config = config
         self.model = model
         self.findings: list[Finding] = []
+        self.rules = rules
+
+    def fails(self, cond: Any, code: str, severity: str = "error") -> bool:
+        """``cond`` (a bool; a per-row array in the sweep): see perceiver_calc.rules."""
+        return self.rules.fails(cond, code, severity)
 
     def field(self, name: str) -> Dim:
         value = getattr(self.config, name)
         explicit = name in self.config.model_fields_set
-        return Dim(value=int(value), source="explicit" if explicit else "default", rule=name)
+        return Dim(value=_int(value), source="explicit" if explicit else "default", rule=name)
 
     def field_source(self, name: str) -> Source:
         return "explicit" if name in self.config.model_fields_set else "default"
@@ -106,7 +113,7 @@ class _Ctx:
         """A value the class hardcodes, unless the optional config field ``name`` sets it."""
         value = getattr(self.config, name)
         if value is not None:
-            return Dim(value=int(value), source="explicit", rule=name)
+            return Dim(value=_int(value), source="explicit", rule=name)
         return Dim(value=class_value, source="hardcoded", rule=f"{what}, hardcoded by {self.model}")
 
     def error(
@@ -150,6 +157,11 @@ class _Ctx:
                 fix=fix,
             )
         )
+
+
+def _int(value: Any) -> int:
+    """A config integer: a Python int, or the sweep's per-row array of them (kept as is)."""
+    return value if hasattr(value, "dtype") else int(value)
 
 
 _HEADS_FIELD = {
@@ -248,9 +260,9 @@ def _attention(
     )
     prefix = "decoder_" if role == "decoder_cross" else ""
     for name, dim in (("qk_channels", qk), ("v_channels", v)):
-        if name == "v_channels" and v_channels is None and qk.value % heads != 0:
-            continue  # v defaults to qk: the qk_channels error already says it
-        if dim.value % heads != 0:
+        if name == "v_channels" and v_channels is None:
+            continue  # v defaults to qk: the qk_channels error (if any) already says it
+        if ctx.fails(dim.value % heads != 0, f"heads_divide_{name}"):
             origin = "" if dim.rule in (name, f"decoder_{name}") else f" = {dim.rule}"
             heads_label = heads_field or "num_heads"
             heads_origin = "" if num_heads.source != "hardcoded" else f", {num_heads.rule}"
@@ -308,7 +320,7 @@ def _encoder(ctx: _Ctx, prefix: str, kv_dim: Dim, kv_len: TokenCount) -> list[Pe
     v = ctx.field("v_channels") if cfg.v_channels is not None else None
     # PerceiverEncoder's own checks (L426-435), before any layer is built.
     for heads in (hs, hc):
-        if d_latents.value % heads.value != 0:
+        if ctx.fails(d_latents.value % heads.value != 0, f"d_latents_divisible_by_{heads.rule}"):
             ctx.error(
                 f"d_latents_divisible_by_{heads.rule}",
                 ("d_latents", heads.rule),
@@ -335,7 +347,7 @@ def _encoder(ctx: _Ctx, prefix: str, kv_dim: Dim, kv_len: TokenCount) -> list[Pe
             query_is_parameter=True,
         )
     ]
-    if cfg.num_self_attends_per_block > 0:
+    if positive(cfg.num_self_attends_per_block):
         # ModuleList of L identical PerceiverLayers (L447-462), each applied num_blocks times:
         # resolved once, with its number of copies (no loop over layers, no per-layer findings).
         layer = _attention(
@@ -364,15 +376,13 @@ def _check_self_attention_width(ctx: _Ctx, layer: PerceiverLayer, prefix: str) -
     """Self-attention adds the query residual to an output of width v_channels (L329): it
     must equal d_latents, or the forward pass raises (the model still builds)."""
     v, d = layer.v_channels.value, layer.q_dim.value
-    if v == d:
-        return
     path = f"{prefix}encoder.self_attends.*"
     values = {
         "v_channels": ctx.config.v_channels,
         "qk_channels": ctx.config.qk_channels,
         "d_latents": d,
     }
-    if v == 1:
+    if ctx.fails((v == 1) & (v != d), "self_attention_width_broadcast", "warning"):
         ctx.warn(
             "self_attention_width_broadcast",
             ("v_channels", "qk_channels", "d_latents"),
@@ -382,6 +392,12 @@ def _check_self_attention_width(ctx: _Ctx, layer: PerceiverLayer, prefix: str) -
             f"d_latents ({d}): the residual add broadcasts it silently",
             f"set v_channels to d_latents ({d})",
         )
+        return
+    # With num_blocks 0 the layers never run: parity.relax_unexecuted_self_attention makes
+    # this error a warning (the sweep groups rows by num_blocks > 0).
+    error = (v != d) & (v != 1)
+    fails = ctx.fails(error & positive(ctx.config.num_blocks), "self_attention_width")
+    if not fails and (ctx.rules.batched or not error):
         return
     ctx.error(
         "self_attention_width",
@@ -467,7 +483,7 @@ def _classification_decoder(ctx: _Ctx) -> list[Module]:
 
 def _opt(ctx: _Ctx, name: str) -> Dim | None:
     value = getattr(ctx.config, name)
-    return None if value is None else Dim(value=int(value), source="explicit", rule=name)
+    return None if value is None else Dim(value=_int(value), source="explicit", rule=name)
 
 
 def _bool(ctx: _Ctx, name: str, class_value: bool) -> bool:
@@ -562,7 +578,7 @@ def _masked_lm(ctx: _Ctx) -> list[Module]:
             )
         )
         out_width = d_latents
-        if d_latents.value != d_model.value:
+        if ctx.fails(d_latents.value != d_model.value, "final_project_width"):
             ctx.error(
                 "final_project_width",
                 ("decoder_final_project", "d_latents", "d_model"),
@@ -628,7 +644,7 @@ def _image_learned(ctx: _Ctx) -> list[Module]:
         source="derived",
         rule="image_size**2",
     )
-    if pos_ch.value != out_ch.value:
+    if ctx.fails(pos_ch.value != out_ch.value, "position_projection_width"):
         # build_position_encoding makes positions_projection Linear(out_channels, project_pos_dim)
         # (L1811): its in-features is the conv width, not the encoding's width.
         ctx.error(
@@ -836,7 +852,7 @@ def _multimodal(ctx: _Ctx) -> list[Module]:
     c_audio = spp.value + MULTIMODAL_AUDIO_BANDS * 2 + 1
     # image: 4x4x3 patches + 3-D Fourier features (32 bands x 3 dims, sin/cos, + 3 positions)
     c_image = 3 * MULTIMODAL_IMAGE_PATCH**2 + MULTIMODAL_IMAGE_BANDS * 3 * 2 + 3
-    k = max(c_audio, c_image, nl.value) + MULTIMODAL_INPUT_PADDING
+    k = maximum(c_audio, c_image, nl.value) + MULTIMODAL_INPUT_PADDING
     kv = Dim(
         value=k,
         source="derived",
@@ -847,7 +863,7 @@ def _multimodal(ctx: _Ctx) -> list[Module]:
         source="explicit" if "label_trainable_num_channels" in cfg.model_fields_set else "default",
         rule="_label_trainable_num_channels",
     )
-    qc = max(385, 195, t.value) + MULTIMODAL_QUERY_PADDING
+    qc = maximum(385, 195, t.value) + MULTIMODAL_QUERY_PADDING
     q = Dim(
         value=qc,
         source="derived",
@@ -1045,7 +1061,7 @@ def _param_numel_findings(ctx: _Ctx, modules: list[Module]) -> None:
     have one copy's shapes: checking copy 0 checks them all (closed form, no loop)."""
     for m in modules:
         for name, shape in m.shapes().items():
-            if math.prod(shape) > INT64_MAX:
+            if ctx.rules.exceeds(math.prod(shape), INT64_MAX, "tensor_too_large"):
                 ctx.error(
                     "tensor_too_large",
                     (),
@@ -1098,25 +1114,35 @@ def resolve(config: PerceiverConfig, model: str | None = None) -> ResolvedModel:
     return resolved
 
 
-def resolve_unchecked(config: PerceiverConfig, model: str | None = None) -> ResolvedModel:
+def resolve_unchecked(
+    config: PerceiverConfig, model: str | None = None, *, rules: Rules = SCALAR
+) -> ResolvedModel:
     """Resolve without raising: errors stay in ``findings``. For tools that evaluate the
-    counts' formulas at invalid points on purpose (the vectorised sweep fits polynomials
-    through them); everything else should call :func:`resolve`."""
+    counts' formulas at invalid points on purpose; everything else should call
+    :func:`resolve`.
+
+    ``rules`` (the vectorised sweep): ``config``'s integer fields may be per-row int64 (or
+    float64) arrays; every module's dims are then arrays too, and each validity rule records a
+    per-row mask in ``rules`` instead of a finding (perceiver_calc.rules). Errors found without
+    looking at a value (a bad string) are still findings, and hold for every row."""
     cls = model_class_of(config, model)
     spec = CLASSES[cls]
-    ctx = _Ctx(config, cls)
+    ctx = _Ctx(config, cls, rules)
     _general_findings(ctx)
     _unused_hardcoded_fields(ctx)
     modules = _BUILDERS[spec.builder](ctx)
-    ctx.findings[:] = parity.relax_unexecuted_self_attention(config, ctx.findings)
-    if not any(f.severity == "error" for f in ctx.findings):
+    if not rules.batched:  # batched: folded into the rule's mask (_check_self_attention_width)
+        ctx.findings[:] = parity.relax_unexecuted_self_attention(config, ctx.findings)
+    # Checked only for an otherwise valid config (the sweep checks every row: a row is invalid
+    # if any rule fails, whichever the scalar path lists).
+    if rules.magnitudes and (rules.batched or not any(f.severity == "error" for f in ctx.findings)):
         _param_numel_findings(ctx, modules)
-        ctx.findings += parity.tensor_bytes_findings(modules)
+        ctx.findings += parity.tensor_bytes_findings(modules, rules)
     fixed = {"latents": config.num_latents, "one": 1}
     outputs = spec.fixed_outputs(config.max_position_embeddings)
-    if outputs:  # 0 (no decoder) is not a query length to check
-        fixed["outputs"] = outputs
-    ctx.findings += parity.chunk_findings(config, fixed)
+    if outputs is not None and (hasattr(outputs, "dtype") or outputs):
+        fixed["outputs"] = outputs  # 0 (no decoder) is not a query length to check
+    ctx.findings += parity.chunk_findings(config, fixed, rules)
     return ResolvedModel(
         model=cls,
         config=config,

@@ -1,66 +1,52 @@
-"""Vectorised evaluation of many configs: parameters, FLOPs and memory over numpy arrays.
+"""Vectorised evaluation of many configs: validity, parameters, FLOPs and memory over numpy
+arrays, exact by construction.
 
 How it stays exactly equal to the scalar path without restating any of its rules
 ------------------------------------------------------------------------------------
-The scalar path (:func:`~perceiver_calc.resolve.resolve` -> ``count_params`` / ``count_flops``
-/ ``count_memory``) is the only place that knows transformers' defaulting rules and the
-counting conventions. This module never re-derives a width; it relies on two facts about it:
+The scalar path (``load_config`` -> :func:`~perceiver_calc.resolve.resolve` ->
+:func:`~perceiver_calc.workload.check_workload` -> ``count_params`` / ``count_flops`` /
+``count_memory``) is the only place that knows transformers' defaulting and validity rules and
+the counting conventions. The sweep runs *that same code* with the swept integer fields as
+numpy arrays (one element per config):
 
-1. **Counts are polynomials in the integer fields.** Within one *structure* (same model class,
-   same ``None``/explicit choices, same strings, booleans and tuples) every count is a sum of
-   products of widths, token counts and layer counts, so it is a polynomial of degree <= 2 in
-   each integer field (``d_latents`` enters squared through the MLP and ``num_latents``
-   squared through the self-attention scores; nothing is cubic in one field). A tensor-product
-   polynomial of degree <= 2 per field is fixed by its values on 3 nodes per field, so the
-   scalar path is run on the ``3**k`` node combinations of the ``k`` swept integer fields and
-   the monomial coefficients are solved for exactly (integer arithmetic over the least common
-   denominator of the inverse Vandermonde matrices; every coefficient must come out an
-   integer). Any 3 distinct values fix a quadratic, so the nodes are each field's 3 *smallest*
-   swept values: the scalar path walks every self-attention layer, and small layer counts make
-   it several times cheaper. A field swept over <= 3 values uses those values as nodes, so the
-   fit is exact on the grid whatever the function's shape.
-2. **Validity comes from the scalar validator.** Each distinct combination of the fields that
-   can change validity is resolved once (with ``check_workload``); rows share its verdict and
-   its error text. Which fields can change validity is found by resolving the group's
-   representative with each field moved to the sweep's own values and a few probes (a field
-   that never changes the set of error codes is irrelevant); when the grid has few distinct
-   combinations (<= ``EXACT_VALIDITY_LIMIT``) all of them are resolved and no probing is used.
+1. **Types and ranges** of each swept value come from the scalar validator itself
+   (``load_config`` / ``Workload``), once per distinct value of a column (an integer column:
+   the two ends of its valid interval, found by bisection).
+2. **Structure groups.** Rows that share every non-integer value (model class, strings,
+   booleans, ``None`` vs set, lists such as ``train_size``) and every :data:`STRUCTURAL`
+   condition (``num_blocks > 0``, ...: integers that decide which modules exist) form a
+   group. A group is resolved once with its integer fields as arrays
+   (``resolve_unchecked(..., rules=Rules("int"))``): module dims become arrays, and each
+   validity rule, written once as ``if rules.fails(cond, code)`` (perceiver_calc.rules),
+   records ``cond`` as a per-row mask instead of building its message. A row is invalid iff
+   some mask is true for it; its text is the scalar path's for that row, computed when read
+   (:meth:`SweepResult.reason`).
+3. **Counts** are the scalar functions (:func:`scalar_counts`) on the array-valued resolved
+   model: the module kinds' formulas use only ``+ - * //`` and ``arith.maximum`` / ``where``
+   / ``cdiv``, so floors, conv sizes, the multimodal ``// samples_per_patch // 128`` defaults
+   and the inference peak's ``max`` are exact automatically.
+4. **int64 overflow, per row, without false positives.** Each group is evaluated twice: in
+   int64 (exact unless an intermediate wraps) and in float64 (approximate magnitudes). A row
+   whose float64 counts reach 2**62, or disagree with int64 beyond float rounding (a wrap),
+   or whose tensor-size rule (``tensor_too_large``, ``activation_bytes_too_large``, decided
+   by ``Rules.exceeds`` in float64) is within 1e-6 of torch's limit, is *suspect*: it is
+   evaluated by the scalar path in Python ints (``SweepResult.scalar_rows``). Counts beyond
+   int64 are kept exactly (that count's column becomes an object array of Python ints).
 
-Counts that are *not* polynomial in some field (floors, ``max`` of widths: the multimodal
-model's padding, the inference peak, the checkpointing recompute peak) are caught: every group
-is checked against the scalar path on random rows that are not nodes, and a group that fails
-(or whose coefficients are not integers) is evaluated row by row by the scalar path instead
-(``SweepResult.scalar_rows`` counts them). Tests compare the two paths on generated configs.
-
-Speed. The scalar path runs only at the nodes (shared by the 8 counts; one ``resolve`` per
-node of the config fields, since workload fields do not change the resolved model), and fits
-are kept across calls (:data:`FIT_CACHE_SIZE`, keyed by everything a fit depends on). Each
-column's distinct values and per-row codes are computed once (``grid`` knows them). A fitted
-count is evaluated once per combination of the fields' distinct values, by Horner's rule
-along one field at a time (trailing zero coefficients dropped, so a linear field costs one
-multiply-add per element), written in place when the rows are in grid order, else gathered.
-``progress`` advances within a group: by blocks of about :data:`CHUNK_ROWS` rows (in grid
-order, by whole values of the first swept field, so never finer than one such value).
-
-Overflow: counts are int64. Each row's terms are also summed in float64 as absolute values;
-a row whose bound reaches 2**63 (within a 1e-9 relative margin) is reported invalid with the
-reason ``overflow``, never wrapped silently. (The int64 sums themselves may wrap: arithmetic
-modulo 2**64 is exact whenever the true sum fits, which the bound guarantees. The bound is
-computed per row only for counts whose exact bound over the whole group can reach 2**63.)
+Speed: a whole grid (one group) is evaluated with each axis broadcast along its own dimension,
+in blocks of whole values of the first axis (:data:`BLOCK_ROWS`), so the many intermediate
+values that depend on one swept field cost that field's size; sums add same-shape arrays first
+(``arith.total``). Other sweeps are evaluated in blocks of :data:`CHUNK_ROWS` rows.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-import random
 import re
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -69,8 +55,9 @@ from perceiver_calc.config import ModelClass, PerceiverConfig, load_config
 from perceiver_calc.errors import ConfigError, PerceiverCalcError
 from perceiver_calc.flops import count_flops
 from perceiver_calc.memory import Device, count_memory
-from perceiver_calc.params import count_params
+from perceiver_calc.params import params_total
 from perceiver_calc.resolve import ResolvedModel, model_class_of, resolve, resolve_unchecked
+from perceiver_calc.rules import Rules
 from perceiver_calc.workload import Workload, check_workload
 
 __all__ = [
@@ -106,14 +93,12 @@ COUNTS: tuple[str, ...] = (
 with ``mode="training"`` for the training columns."""
 
 WORKLOAD_FIELDS: frozenset[str] = frozenset(Workload.model_fields)
-EXACT_VALIDITY_LIMIT = 4096
 MAX_ROWS = 10_000_000
 """Largest grid :func:`grid` builds: about 200 bytes a row are held while it is evaluated
 (columns, codes, counts), so 10^7 rows take about 2 GB. A larger grid is refused up front
 (``ValueError``: exit 2 from the CLI) with its size."""
-MAX_FIT_POINTS = 3**7
-CHECK_ROWS = 4
-_INT64_BOUND = float(2**63) * (1 - 1e-9)
+LAZY_CACHE = 1 << 16
+"""Lazily computed reason texts kept per result (by row values)."""
 
 
 def scalar_counts(
@@ -121,13 +106,13 @@ def scalar_counts(
 ) -> dict[str, int]:
     """The scalar path: the :data:`COUNTS` of one resolved config (the reference)."""
     train = workload.model_copy(update={"mode": "training"})
-    flops = count_flops(resolved, train)
-    mem = count_memory(resolved, train, device=device)
-    total = mem.total_bytes
-    if workload.mode == "inference":
-        total = count_memory(resolved, workload, device=device).total_bytes
+    flops = count_flops(resolved, train, detail=False)
+    mem = count_memory(resolved, train, device=device, detail=False)
+    # inference: total_bytes is the inference peak, which does not depend on the mode (the
+    # training call computes it too: weights + the no-grad working set of the same inputs)
+    total = mem.total_bytes if workload.mode == "training" else mem.inference_peak_bytes
     return {
-        "params": count_params(resolved).total,
+        "params": params_total(resolved),
         "forward_flops": flops.forward,
         "training_flops": flops.training_step,
         "weights_bytes": mem.weights_bytes,
@@ -161,6 +146,11 @@ class Sweep:
     )
     """Per column, filled once: its distinct values and each row's index into them (``grid``
     knows them from its axes; :func:`evaluate` computes the others)."""
+    axes: dict[str, npt.NDArray[Any]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+    """``grid``'s axes (name -> values, last fastest): rows are their Cartesian product, so
+    :func:`evaluate` can broadcast the axes instead of materialising every row's values."""
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 1
@@ -195,22 +185,6 @@ def _build(
         # Workload(...) names each bad field (InputError), as --batch-size etc. do
         workload = Workload(**(workload.model_dump() | wl_vals))
     return config, workload
-
-
-def _unchecked(
-    base: PerceiverConfig, workload: Workload, model: ModelClass, values: Mapping[str, Any]
-) -> tuple[ResolvedModel, Workload]:
-    """A resolved model for values that may break a dimension rule (fit nodes only): the
-    builders of ``resolve`` run as they do for a valid config, only the raise is skipped."""
-    cfg_vals = {k: v for k, v in values.items() if k not in WORKLOAD_FIELDS}
-    wl_vals = {k: v for k, v in values.items() if k in WORKLOAD_FIELDS}
-    size = wl_vals.get("image_size")
-    if isinstance(size, int) and not isinstance(size, bool):
-        wl_vals = wl_vals | {"image_size": (size, size)}
-    config = base.model_copy(update=cfg_vals)
-    wl = workload.model_copy(update=wl_vals)
-    resolved = resolve_unchecked(config, model)
-    return resolved, wl
 
 
 def parse_values(spec: str) -> list[Any]:
@@ -328,6 +302,7 @@ def grid(
         device=device,
     )
     sweep.distinct.update(distinct)
+    sweep.axes.update({name: _column(list(axes[name])) for name in names})
     return sweep
 
 
@@ -341,22 +316,46 @@ class SweepResult:
 
     sweep: Sweep
     valid: BoolArray
-    counts: dict[str, IntArray]
+    counts: dict[str, npt.NDArray[Any]]
+    """Per count, int64 per row; an object column of Python ints where some row's exact
+    count is beyond int64 (computed by the scalar path)."""
     reason_index: npt.NDArray[np.int32]
-    """Per row: index into ``reasons`` (-1: valid)."""
+    """Per row: index into ``reasons`` (-1: valid; LAZY (-2): use :meth:`reason`, the scalar
+    path's text for that row, computed when read)."""
     reasons: list[str]
     scalar_rows: int = 0
-    """Rows evaluated by the scalar path because their group's counts are not polynomial."""
+    """Rows evaluated by the scalar path (Python ints): those whose float64 magnitude comes
+    near int64's range, where an int64 intermediate may have wrapped."""
     groups: int = 0
     fit_points: int = 0
-    """Scalar-path evaluations run at fit nodes in this call (0 for fits found in the cache)."""
+    """Always 0 (no polynomial fit any more); kept for callers that print it."""
+    _lazy: dict[Any, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.valid)
 
     def reason(self, i: int) -> str | None:
+        """Row ``i``'s error text (None if valid): ``validate``'s, for that row."""
         k = int(self.reason_index[i])
+        if k == LAZY:
+            return self._lazy_reason(i)
         return None if k < 0 else self.reasons[k]
+
+    def _lazy_reason(self, i: int) -> str:
+        """The scalar path's text for an invalid row the vectorised rules flagged (asked only
+        when read; cached by the row's values)."""
+        values = self.sweep.row(i)
+        try:
+            key: Any = tuple(sorted(values.items()))
+            hash(key)
+        except TypeError:
+            key = repr(sorted(values.items()))
+        text = self._lazy.get(key)
+        if text is None:
+            text = _verdict(self.sweep, values)[0] or "invalid"
+            if len(self._lazy) < LAZY_CACHE:
+                self._lazy[key] = text
+        return text
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per row: the swept values, ``valid``, the counts (or ``reason``)."""
@@ -378,13 +377,14 @@ class SweepResult:
         counts = {k: v[start:stop].tolist() for k, v in self.counts.items()}
         valid = self.valid[start:stop].tolist()
         reason = self.reason_index[start:stop].tolist()
+        texts = {j: self._lazy_reason(start + j) for j in range(stop - start) if reason[j] == LAZY}
         for j in range(stop - start):
             row: dict[str, Any] = {k: cols[k][j] for k in names}
             row["valid"] = valid[j]
             if valid[j]:
                 row |= {k: counts[k][j] for k in counts}
             else:
-                row["reason"] = self.reasons[reason[j]]
+                row["reason"] = texts[j] if j in texts else self.reasons[reason[j]]
             out.append(row)
         return out
 
@@ -392,13 +392,16 @@ class SweepResult:
         """The result as numpy columns: the swept fields, ``valid``, every count (0 where
         invalid) and ``reason`` (an object array, None where valid)."""
         texts = np.empty(len(self.reasons) + 1, dtype=object)
-        texts[: len(self.reasons)] = self.reasons
+        texts[: len(self.reasons)] = list(self.reasons)
         texts[-1] = None  # reason_index -1 (valid) picks the last entry
+        reason = texts[np.where(self.reason_index == LAZY, -1, self.reason_index)]
+        for i in np.flatnonzero(self.reason_index == LAZY).tolist():
+            reason[i] = self._lazy_reason(i)
         return {
             **self.sweep.columns,
             "valid": self.valid,
             **self.counts,
-            "reason": texts[self.reason_index],
+            "reason": reason,
         }
 
     def to_pandas(self) -> Any:
@@ -538,42 +541,38 @@ def _combos(codes: Sequence[IntArray], dims: Sequence[int], n: int) -> tuple[Int
 class _Run:
     """State of one :func:`evaluate` call."""
 
-    def __init__(
-        self, sweep: Sweep, progress: Callable[[int, int], None] | None, seed: int
-    ) -> None:
+    def __init__(self, sweep: Sweep, progress: Callable[[int, int], None] | None) -> None:
         n = len(sweep)
         self.sweep = sweep
         self.n = n
-        self.rng = random.Random(seed)
         self.reasons = _Reasons()
         self.valid = np.ones(n, dtype=bool)
         self.reason_index = np.full(n, -1, dtype=np.int32)
         self.counts = {k: np.zeros(n, dtype=np.int64) for k in COUNTS}
+        self.big: dict[str, dict[int, int]] = {}
+        """Counts beyond int64 (rows of the scalar path), exact: row -> value per count."""
         self.progress = progress
         self.done = 0
         self.scalar_rows = 0
-        self.fit_points = 0
-        self.verdicts: dict[tuple[tuple[str, Any], ...], Verdict] = {}
 
     def advance(self, rows: int) -> None:
         self.done += rows
         if self.progress and rows:
             self.progress(self.done, self.n)
 
-    def verdict(self, values: Mapping[str, Any]) -> Verdict:
-        """:func:`_verdict`, once per combination (probes and combinations overlap)."""
-        try:
-            key = tuple(sorted(values.items()))
-            hit = self.verdicts.get(key)
-        except TypeError:  # an unhashable value (a list)
-            return _verdict(self.sweep, values)
-        if hit is None:
-            hit = self.verdicts[key] = _verdict(self.sweep, values)
-        return hit
-
     def invalidate(self, rows: IntArray, reason_ids: npt.NDArray[np.int32] | int) -> None:
         self.valid[rows] = False
         self.reason_index[rows] = reason_ids
+
+
+STRUCTURAL: dict[str, Callable[[Any], Any]] = {
+    "num_blocks": lambda v: v > 0,
+    "num_self_attends_per_block": lambda v: v > 0,
+    "num_labels": lambda v: v == 1,
+}
+"""Integer fields whose value also decides which modules or storages exist (the encoder's
+self-attention block, the regression loss): rows are grouped by these conditions as well
+(``arith.decides`` asserts them uniform within a group)."""
 
 
 def evaluate(
@@ -582,57 +581,151 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     seed: int = 0,
 ) -> SweepResult:
-    """Every row's :data:`COUNTS`, exactly as :func:`evaluate_scalar` gives them, vectorised.
+    """Every row's validity and :data:`COUNTS`, exactly as :func:`evaluate_scalar` gives
+    them, by the scalar path's own rules and formulas over numpy arrays (module docstring).
 
-    ``progress(done, total)`` is called as rows complete: invalid rows as they are found,
-    fitted rows in blocks of about :data:`CHUNK_ROWS`, scalar-fallback rows one by one.
-    """
-    run = _Run(sweep, progress, seed)
+    ``progress(done, total)`` is called as rows complete (in blocks of :data:`CHUNK_ROWS`).
+    ``seed`` is unused (kept for compatibility: nothing is sampled)."""
+    run = _Run(sweep, progress)
     n = run.n
     cols = sweep.columns
 
-    # 1. Types and ranges, per distinct value of each column, by the scalar validator.
+    # 1. Types and ranges of each column, by the scalar validator (perceiver_calc.config and
+    #    Workload's pydantic types): per distinct value (an integer column: the bounds of its
+    #    valid interval, by bisection). A row with one bad column gets that column's text; a
+    #    row with several, the scalar path's text for the row (asked when read).
+    bad_cols = np.zeros(n, dtype=np.int8)
+    first = np.full(n, -1, dtype=np.int32)
     for name in cols:
         vals, code = _distinct(sweep, name)
-        ids = np.full(len(vals), -1, dtype=np.int32)
-        for j, value in enumerate(vals.tolist()):
-            text = _range_error(sweep, name, value)
-            if text is not None:
-                ids[j] = run.reasons.id(text)
+        ids = _range_ids(run, name, vals)
         if (ids >= 0).any():
             row_ids = ids[code]
-            fresh = (row_ids >= 0) & run.valid
-            run.invalidate(np.flatnonzero(fresh), row_ids[fresh])
-    run.advance(n - int(run.valid.sum()))
+            hit = row_ids >= 0
+            bad_cols += hit
+            first = np.where(hit & (first < 0), row_ids, first)
+    bad = bad_cols > 0
+    if bad.any():
+        run.invalidate(np.flatnonzero(bad), np.where(bad_cols[bad] > 1, LAZY, first[bad]))
+    run.advance(int(bad.sum()))
 
-    # 2. Structure groups: rows that share every non-integer column.
+    # 2. Structure groups: rows that share every non-integer column and STRUCTURAL condition.
     obj_names = [k for k, c in cols.items() if c.dtype != np.int64]
     int_names = [k for k, c in cols.items() if c.dtype == np.int64]
+    sign_names = [k for k in int_names if _field(k) in STRUCTURAL]
     all_rows = np.flatnonzero(run.valid).astype(np.int64)
-    gid, gparts = _combos(
-        [_distinct(sweep, k)[1][all_rows] for k in obj_names],
-        [len(_distinct(sweep, k)[0]) for k in obj_names],
-        len(all_rows),
-    )
-    n_groups = gparts.shape[1] if len(all_rows) else 0
+    codes = [_distinct(sweep, k)[1][all_rows] for k in obj_names]
+    dims = [len(_distinct(sweep, k)[0]) for k in obj_names]
+    for k in sign_names:
+        codes.append(np.asarray(STRUCTURAL[_field(k)](cols[k][all_rows]), dtype=np.int64))
+        dims.append(2)
+    gid, _ = _combos(codes, dims, len(all_rows))
     order = np.argsort(gid, kind="stable")
+    n_groups = int(gid.max()) + 1 if len(all_rows) else 0
     bounds = np.searchsorted(gid[order], np.arange(n_groups + 1))
-    for g in range(n_groups):
-        rows = all_rows[order[bounds[g] : bounds[g + 1]]]
-        fixed = {k: _py(_distinct(sweep, k)[0][gparts[f, g]]) for f, k in enumerate(obj_names)}
-        _evaluate_group(run, rows, fixed, int_names)
+    axes = sweep.axes
+    broadcast = (
+        n_groups == 1
+        and len(all_rows) == n
+        and list(axes) == list(cols)
+        and math.prod(len(a) for a in axes.values()) == n
+        and all(a.dtype == np.int64 for a in axes.values())
+    )
+    with np.errstate(all="ignore"):  # int64 wraps are detected per row (module docstring)
+        if broadcast:
+            # The whole grid is one group: each axis broadcast along its own dimension (most
+            # intermediate values then cost one axis' size), in blocks of the first axis.
+            names = list(axes)
+            dims = [len(axes[k]) for k in names]
+            per = math.prod(dims[1:])
+            step = max(1, BLOCK_ROWS // max(per, 1))
+            for i0 in range(0, dims[0], step):
+                i1 = min(i0 + step, dims[0])
+                shape = (i1 - i0, *dims[1:])
+                arrays = {}
+                for a, k in enumerate(names):
+                    vals = axes[k][i0:i1] if a == 0 else axes[k]
+                    arrays[k] = vals.reshape([len(vals) if b == a else 1 for b in range(len(dims))])
+                rows = np.arange(i0 * per, i1 * per, dtype=np.int64)
+                _evaluate_rows(run, rows, arrays, shape)
+                run.advance(len(rows))
+        for g in range(n_groups if not broadcast else 0):
+            rows = np.sort(all_rows[order[bounds[g] : bounds[g + 1]]])
+            for lo in range(0, len(rows), CHUNK_ROWS):
+                chunk = rows[lo : lo + CHUNK_ROWS]
+                _evaluate_rows(run, chunk, {k: cols[k][chunk] for k in int_names}, (len(chunk),))
+                run.advance(len(chunk))
     for k in run.counts:
         run.counts[k][~run.valid] = 0
+    counts: dict[str, npt.NDArray[Any]] = dict(run.counts)
+    for k, exact in run.big.items():  # beyond int64: that column holds Python ints
+        col = counts[k].astype(object)
+        for i, v in exact.items():
+            col[i] = v
+        counts[k] = col
     return SweepResult(
         sweep=sweep,
         valid=run.valid,
-        counts=run.counts,
+        counts=counts,
         reason_index=run.reason_index,
         reasons=run.reasons.texts,
         scalar_rows=run.scalar_rows,
         groups=n_groups,
-        fit_points=run.fit_points,
     )
+
+
+LAZY = -2
+"""``reason_index`` of an invalid row whose text the scalar path gives when it is read."""
+
+
+def _field(name: str) -> str:
+    return "label_trainable_num_channels" if name == "_label_trainable_num_channels" else name
+
+
+def _range_ids(run: _Run, name: str, vals: npt.NDArray[Any]) -> npt.NDArray[np.int32]:
+    """Per distinct value of a column: its error text's id in ``run.reasons``, or -1."""
+    sweep = run.sweep
+    ids = np.full(len(vals), -1, dtype=np.int32)
+
+    def check(j: int) -> bool:
+        text = _range_error(sweep, name, _py(vals[j]))
+        if text is not None:
+            ids[j] = run.reasons.id(text)
+        return text is None
+
+    if vals.dtype != np.int64:
+        for j in range(len(vals)):
+            check(j)
+        return ids
+    # The valid integers of every field form an interval (pydantic ge/le bounds): find its
+    # ends by bisection over the sorted values, then check each value outside it.
+    order = np.argsort(vals, kind="stable").tolist()
+    top = len(order) - 1
+    ok_lo, ok_hi = check(order[0]), check(order[top])
+    if ok_lo and ok_hi:
+        return ids
+    samples = sorted(set(np.linspace(0, top, 65).astype(int).tolist()))
+    valid_at = [j for j in samples if check(order[j])]
+    if not valid_at:
+        for j in order:
+            check(j)
+        return ids
+    first_ok, last_ok = 0, top
+    if not ok_lo:  # order[a] invalid, order[b] valid
+        a, b = 0, valid_at[0]
+        while b - a > 1:
+            mid = (a + b) // 2
+            a, b = (a, mid) if check(order[mid]) else (mid, b)
+        first_ok = b
+    if not ok_hi:  # order[c] valid, order[d] invalid
+        c, d = valid_at[-1], top
+        while d - c > 1:
+            mid = (c + d) // 2
+            c, d = (mid, d) if check(order[mid]) else (c, mid)
+        last_ok = c
+    for j in (*order[:first_ok], *order[last_ok + 1 :]):
+        check(j)
+    return ids
 
 
 def _range_error(sweep: Sweep, name: str, value: Any) -> str | None:
@@ -643,486 +736,132 @@ def _range_error(sweep: Sweep, name: str, value: Any) -> str | None:
     return None
 
 
-@dataclass
-class _Axis:
-    """A varying integer field within one group: its distinct values there and each row's
-    index into them."""
+class _Values:
+    """A config or workload with some integer fields replaced by per-row arrays: what the
+    scalar path's functions read (attributes; ``model_fields_set``; ``model_copy``)."""
 
-    name: str
-    values: IntArray
-    codes: IntArray
+    def __init__(self, base: Any, arrays: Mapping[str, Any]) -> None:
+        self._base = base
+        self._arrays = dict(arrays)
 
-    def compact(self) -> _Axis:
-        """Without the values no row has."""
-        present = np.zeros(len(self.values), dtype=bool)
-        present[self.codes] = True
-        if present.all():
-            return self
-        found = np.flatnonzero(present)
-        lut = np.zeros(len(self.values), dtype=np.int64)
-        lut[found] = np.arange(len(found), dtype=np.int64)
-        return _Axis(self.name, self.values[found], lut[self.codes])
+    def __getattr__(self, name: str) -> Any:
+        arrays = self.__dict__["_arrays"]
+        if name in arrays:
+            return arrays[name]
+        return getattr(self.__dict__["_base"], name)
 
-    def keep(self, mask: BoolArray) -> _Axis:
-        return _Axis(self.name, self.values, self.codes[mask]).compact()
+    @property
+    def model_fields_set(self) -> set[str]:
+        return set(self._base.model_fields_set) | set(self._arrays)
+
+    def model_copy(self, *, update: Mapping[str, Any]) -> _Values:
+        fixed = {k: v for k, v in update.items() if k not in self._arrays}
+        arrays = {k: v for k, v in update.items() if k in self._arrays}
+        return _Values(self._base.model_copy(update=fixed), self._arrays | arrays)
 
 
-def _evaluate_group(run: _Run, rows: IntArray, fixed: dict[str, Any], int_names: list[str]) -> None:
+def _batched(
+    sweep: Sweep,
+    config: PerceiverConfig,
+    workload: Workload,
+    arrays: Mapping[str, IntArray],
+    pass_: Literal["int", "float"],
+) -> tuple[Rules, list[str], dict[str, Any]]:
+    """The scalar path on arrays: (rules with the per-row masks, errors that hold for every
+    row, the :data:`COUNTS`, each an array or an int)."""
+    dtype = np.int64 if pass_ == "int" else np.float64
+    cfg_arr = {_field(k): v.astype(dtype) for k, v in arrays.items() if k not in WORKLOAD_FIELDS}
+    wl_arr: dict[str, Any] = {k: v.astype(dtype) for k, v in arrays.items() if k in WORKLOAD_FIELDS}
+    if "image_size" in wl_arr:  # an int axis: square inputs
+        wl_arr["image_size"] = (wl_arr["image_size"], wl_arr["image_size"])
+    cfg = cast(PerceiverConfig, _Values(config, cfg_arr))
+    wl = cast(Workload, _Values(workload, wl_arr))
+    rules = Rules(pass_)
+    resolved = resolve_unchecked(cfg, sweep.model, rules=rules)
+    errors = [str(f) for f in resolved.findings if f.severity == "error"]
+    check_workload(resolved, wl, rules)
+    return rules, errors, scalar_counts(resolved, wl, sweep.device)
+
+
+_BIG = float(2**62)
+"""Counts whose float64 value reaches this go to the scalar path: int64 (2**63) is then near
+enough that an intermediate may have wrapped."""
+
+
+def _evaluate_rows(
+    run: _Run, rows: IntArray, arrays: Mapping[str, IntArray], shape: tuple[int, ...]
+) -> None:
+    """Rows of one structure group: validity and counts by the scalar path's functions on
+    arrays, twice (int64: exact unless a value wraps; float64: magnitudes), rows the two
+    cannot settle by the scalar path itself. ``arrays``: the integer columns, each of
+    ``shape`` or broadcastable to it; ``shape`` flattened (C order) is ``rows``."""
     sweep = run.sweep
-    cols = sweep.columns
-    axes: list[_Axis] = []
-    for k in int_names:
-        vals, code = _distinct(sweep, k)
-        axis = _Axis(k, vals, code if len(rows) == run.n else code[rows]).compact()
-        if len(axis.values) > 1:
-            axes.append(axis)
-    rep = {**fixed, **{k: int(cols[k][rows[0]]) for k in int_names}}
-
-    # --- validity: one scalar verdict per distinct combination of the relevant fields ------
-    if math.prod(len(a.values) for a in axes) <= EXACT_VALIDITY_LIMIT:
-        relevant = axes
-    else:
-        names = _validity_fields(run, rep, axes)
-        relevant = [a for a in axes if a.name in names]
-    cid, parts = _combos([a.codes for a in relevant], [len(a.values) for a in relevant], len(rows))
-    ids = np.full(parts.shape[1], -1, dtype=np.int32)
-    for j in range(parts.shape[1]):
-        point = {a.name: int(a.values[parts[f, j]]) for f, a in enumerate(relevant)}
-        text = run.verdict({**rep, **point})[0]
-        if text is not None:
-            ids[j] = run.reasons.id(text)
-    if (ids >= 0).any():
-        row_ids = ids[cid]
-        bad = row_ids >= 0
-        run.invalidate(rows[bad], row_ids[bad])
-        run.advance(int(bad.sum()))
-        keep = ~bad
-        rows = rows[keep]
-        axes = [a.keep(keep) for a in axes]
-    if len(rows) == 0:
-        return
-
-    # --- counts: exact polynomial fit, checked on random rows, else the scalar path -------
-    fitted = _fit_group(run, rows, rep, axes)
-    if fitted is None:
-        for i in rows.tolist():  # milliseconds a row: progress row by row
+    n = len(rows)
+    try:
+        config, workload = _build(sweep.base, sweep.workload, sweep.row(int(rows[0])))
+    except PerceiverCalcError:  # a rule across fields of this group (rare): row by row
+        for i in rows.tolist():
             _scalar_row(run, i)
-            run.advance(1)
-        run.scalar_rows += len(rows)
         return
-    _write_counts(run, rows, axes, fitted)
+    try:
+        exact, errors, counts = _batched(sweep, config, workload, arrays, "int")
+        approx, _, fcounts = _batched(sweep, config, workload, arrays, "float")
+    except OverflowError:  # a fixed Python int beyond int64 met an int64 array: row by row
+        for i in rows.tolist():
+            _scalar_row(run, i)
+        return
+    if errors:  # an error that holds whatever the values (a bad string): every row
+        run.invalidate(rows, LAZY)
+        return
+    bad = np.zeros(shape, dtype=bool)
+    for _, mask in (*exact.masks, *approx.masks):
+        bad |= mask
+    suspect = (np.zeros(shape, dtype=bool) | approx.suspect).reshape(n)
+    out: dict[str, IntArray] = {}
+    for k in COUNTS:
+        v = np.broadcast_to(np.asarray(counts[k], dtype=np.int64), shape).reshape(n)
+        f = np.broadcast_to(np.asarray(fcounts[k], dtype=np.float64), shape).reshape(n)
+        if f.max(initial=0.0) >= _BIG:
+            suspect |= f >= _BIG
+        # float64 agrees with the exact value to ~1e-12 relative; a wrapped int64 does not
+        err = np.abs(v - f)
+        err -= 1e-6 * f
+        suspect |= err > 1e-6
+        out[k] = v
+    bad = bad.reshape(n)
+    suspect &= ~bad
+    if bad.any():
+        run.invalidate(rows[bad], LAZY)
+    ok = ~bad & ~suspect
+    for k in COUNTS:
+        run.counts[k][rows[ok]] = out[k][ok]
+    for i in rows[suspect].tolist():
+        _scalar_row(run, i)
 
 
 def _scalar_row(run: _Run, i: int) -> None:
+    """One row by the scalar path, exactly (Python ints: counts beyond int64 are kept)."""
+    run.scalar_rows += 1
     text, _, resolved, wl = _verdict(run.sweep, run.sweep.row(i))
     if resolved is None or wl is None:
         run.invalidate(np.array([i]), run.reasons.id(text or "invalid"))
         return
-    row = scalar_counts(resolved, wl, run.sweep.device)
-    if any(v > 2**63 - 1 for v in row.values()):
-        run.invalidate(np.array([i]), run.reasons.id(_OVERFLOW))
-        return
-    for k, v in row.items():
-        run.counts[k][i] = v
-
-
-_OVERFLOW = "overflow: a count exceeds int64 (2**63 - 1); use smaller dimensions"
-
-
-def _validity_fields(run: _Run, rep: dict[str, Any], axes: list[_Axis]) -> set[str]:
-    """The varying fields whose value can change the set of error codes (probed)."""
-    base_codes = run.verdict(rep)[1]
-    relevant: set[str] = set()
-    for a in axes:
-        values = np.sort(a.values)
-        picks = set(values[np.linspace(0, len(values) - 1, 8).astype(int)].tolist())
-        x = int(rep[a.name])
-        picks |= {1, 2, 3, x + 1, 2 * x + 1}
-        for v in sorted(picks):
-            if run.verdict({**rep, a.name: v})[1] != base_codes:
-                relevant.add(a.name)
-                break
-    return relevant
-
-
-# --------------------------------------------------------------------------------------------
-# The polynomial fit
-
-
-@dataclass(frozen=True)
-class _Fit:
-    """Integer coefficients: ``coef[c][e_1, ..., e_k]`` multiplies ``prod x_a ** e_a`` in
-    count ``COUNTS[c]``; ``nodes[a]`` are the values of field ``a`` it was fitted on."""
-
-    names: tuple[str, ...]
-    nodes: tuple[tuple[int, ...], ...]
-    coef: npt.NDArray[Any]  # object array of Python ints, shape (len(COUNTS), *node counts)
-
-
-_FIT_CACHE: OrderedDict[tuple[Any, ...], _Fit] = OrderedDict()
-FIT_CACHE_SIZE = 64
-"""Fits kept across :func:`evaluate` calls (least recently used dropped). The key is everything
-a fit depends on (model class, base config, workload, device, the group's fixed values, the
-swept fields and their nodes), and a fit is a pure function of it."""
-
-
-def clear_fit_cache() -> None:
-    """Forget the fits kept across calls (benchmarks time cold calls with it)."""
-    _FIT_CACHE.clear()
-
-
-def _fit_key(sweep: Sweep, rep: Mapping[str, Any], nodes: Mapping[str, tuple[int, ...]]) -> Any:
-    fixed = tuple(sorted((k, repr(v)) for k, v in rep.items() if k not in nodes))
-    return (
-        sweep.model,
-        sweep.device,
-        sweep.base.model_dump_json(),
-        repr(sorted(sweep.base.model_fields_set)),
-        sweep.workload.model_dump_json(),
-        fixed,
-        tuple(nodes.items()),
-    )
-
-
-def _fit_group(run: _Run, rows: IntArray, rep: dict[str, Any], axes: list[_Axis]) -> _Fit | None:
-    """The group's polynomials, or None when they are not polynomials of degree <= 2 per field
-    with integer coefficients (a node the formulas cannot evaluate, a fractional coefficient,
-    or a check row where the scalar path disagrees)."""
-    sweep = run.sweep
-    # Nodes: the 3 smallest values of each field. Any 3 distinct values fix a quadratic
-    # exactly; the smallest make the scalar path cheapest (it walks every self-attention
-    # layer: on the benchmark grid, nodes 2/4/6 of num_self_attends_per_block instead of
-    # 2/18/32 make the fit 2.7x cheaper).
-    nodes = {a.name: tuple(int(v) for v in np.sort(a.values)[:3]) for a in axes}
-    key = _fit_key(sweep, rep, nodes)
-    fit = _FIT_CACHE.get(key)
-    if fit is None:
-        fit = _solve(run, rep, nodes)
-        if fit is None:
-            return None
-        _FIT_CACHE[key] = fit
-        while len(_FIT_CACHE) > FIT_CACHE_SIZE:
-            _FIT_CACHE.popitem(last=False)
-    else:
-        _FIT_CACHE.move_to_end(key)
-    # Check rows that are not nodes against the scalar path (validated, full path).
-    off = np.zeros(len(rows), dtype=bool)
-    for a in axes:
-        is_node = np.isin(a.values, nodes[a.name])
-        off |= ~is_node[a.codes]
-    candidates = np.flatnonzero(off)
-    picks = run.rng.sample(range(len(candidates)), min(CHECK_ROWS, len(candidates)))
-    for p in picks:
-        i = int(rows[candidates[p]])
-        _, _, checked, checked_wl = run.verdict(sweep.row(i))
-        if checked is None or checked_wl is None:
-            continue
-        truth = scalar_counts(checked, checked_wl, sweep.device)
-        x = [int(sweep.columns[name][i]) for name in fit.names]
-        for c, k in enumerate(COUNTS):
-            if _eval_exact(fit.coef[c], x) != truth[k]:
-                return None
-    return fit
-
-
-def _solve(run: _Run, rep: dict[str, Any], nodes: dict[str, tuple[int, ...]]) -> _Fit | None:
-    """Run the scalar path on every node combination and solve for the coefficients exactly."""
-    sweep = run.sweep
-    names = tuple(nodes)
-    shape = tuple(len(nd) for nd in nodes.values())
-    cfg_rep = {k: v for k, v in rep.items() if k not in WORKLOAD_FIELDS}
-    wl_rep = {k: v for k, v in rep.items() if k in WORKLOAD_FIELDS}
-    cfg_axes = [a for a, k in enumerate(names) if k not in WORKLOAD_FIELDS]
-    resolved: dict[tuple[int, ...], ResolvedModel] = {}
-    values = np.empty((len(COUNTS), *shape), dtype=object)
-    for idx in itertools.product(*(range(s) for s in shape)):
-        point = {k: nodes[k][idx[a]] for a, k in enumerate(names)}
-        ckey = tuple(idx[a] for a in cfg_axes)
-        try:
-            # One resolve per config node: workload fields do not change the resolved model.
-            model = resolved.get(ckey)
-            if model is None:
-                cfg_vals = cfg_rep | {k: v for k, v in point.items() if k not in WORKLOAD_FIELDS}
-                config = sweep.base.model_copy(update=cfg_vals)
-                model = resolved[ckey] = resolve_unchecked(config, sweep.model)
-            wl_vals = wl_rep | {k: v for k, v in point.items() if k in WORKLOAD_FIELDS}
-            row = scalar_counts(model, sweep.workload.model_copy(update=wl_vals), sweep.device)
-        except Exception:  # a node the formulas cannot evaluate: use the scalar path
-            return None
-        for c, k in enumerate(COUNTS):
-            values[(c, *idx)] = row[k]
-    run.fit_points += math.prod(shape)
-    # coefficients = (V_1**-1 (x) ... (x) V_k**-1) values, with V_a**-1 = A_a / d_a integer.
-    coef = values
-    denom = 1
-    for nd in nodes.values():
-        a_int, d = _inverse_vandermonde(list(nd))
-        coef = np.tensordot(coef, a_int, axes=([1], [1]))  # contracted axis -> last
-        denom *= d
-    flat = coef.reshape(-1).tolist()
-    out = np.empty(len(flat), dtype=object)
-    for j, c in enumerate(flat):
-        q, r = divmod(c, denom)
-        if r:
-            return None  # a fractional coefficient: not a polynomial with integer coefficients
-        out[j] = q
-    return _Fit(names=names, nodes=tuple(nodes.values()), coef=out.reshape(coef.shape))
-
-
-def _inverse_vandermonde(nodes: list[int]) -> tuple[npt.NDArray[Any], int]:
-    """``(A, d)`` with ``A / d == V**-1`` for ``V[i][e] = nodes[i]**e``, ``A`` integer (object
-    array) and ``d`` the least common denominator: coefficients = V**-1 @ values."""
-    m = len(nodes)
-    a = [
-        [Fraction(x) ** e for e in range(m)] + [Fraction(int(i == j)) for j in range(m)]
-        for i, x in enumerate(nodes)
-    ]
-    for col in range(m):  # Gauss-Jordan; the nodes are distinct so pivots are nonzero
-        piv = next(r for r in range(col, m) if a[r][col] != 0)
-        a[col], a[piv] = a[piv], a[col]
-        p = a[col][col]
-        a[col] = [v / p for v in a[col]]
-        for r in range(m):
-            if r != col and a[r][col] != 0:
-                factor = a[r][col]
-                a[r] = [v - factor * w for v, w in zip(a[r], a[col], strict=True)]
-    d = math.lcm(*(a[i][m + j].denominator for i in range(m) for j in range(m)))
-    out = np.empty((m, m), dtype=object)
-    for i in range(m):
-        for j in range(m):
-            v = a[i][m + j] * d
-            out[i, j] = v.numerator
-    return out, d
-
-
-def _eval_exact(coef: npt.NDArray[Any], x: Sequence[int]) -> int:
-    """One count of the fit at one point, in Python integers."""
-    total = 0
-    for idx in itertools.product(*(range(s) for s in coef.shape)):
-        c = coef[idx]
-        if c:
-            total += c * math.prod(v**e for v, e in zip(x, idx, strict=True))
-    return int(total)
-
-
-def _wrap64(v: int) -> int:
-    """``v`` modulo 2**64 as a signed int64: int64 arithmetic wraps modulo 2**64, so a sum of
-    wrapped products is the exact value whenever the exact value fits in int64."""
-    return (v + 2**63) % 2**64 - 2**63
+    for k, v in scalar_counts(resolved, wl, run.sweep.device).items():
+        if -(2**63) <= v < 2**63:
+            run.counts[k][i] = v
+        else:
+            run.big.setdefault(k, {})[i] = v
 
 
 CHUNK_ROWS = 1 << 16
-"""Rows written per step (and per progress update) when the fitted counts are gathered."""
+"""Rows evaluated per step (and per progress update) when the rows are not a whole grid."""
+BLOCK_ROWS = 1 << 18
+"""About this many rows of a grid per step (whole values of its first axis; per progress
+update): the other axes stay broadcast, so most arrays are much smaller."""
 
 
-def _write_counts(run: _Run, rows: IntArray, axes: list[_Axis], fit: _Fit) -> None:
-    """Evaluate the fit on every row: once per combination of the fields' distinct values (a
-    tensor contraction; a grid has as many combinations as rows), written in place when the
-    rows are in grid order, else gathered row by row."""
-    by_name = {a.name: a for a in axes}
-    ordered = [by_name[k] for k in fit.names]
-    dims = [len(a.values) for a in ordered]
-    n_rows = len(rows)
-    if math.prod(dims) > 2 * n_rows + 4096:
-        _write_counts_rowwise(run, rows, ordered, fit)
-        return
-    # Per count: an exact bound on |count| over the group (coefficients and values in
-    # absolute value); only counts that can reach 2**63 need the per-row overflow bound.
-    top = [max(abs(int(v)) for v in a.values.tolist()) for a in ordered]
-    monomials = list(itertools.product(*(range(s) for s in fit.coef.shape[1:])))
-    coef_rows = fit.coef.reshape(len(COUNTS), -1).tolist()
-    risky = [
-        sum(
-            abs(coef) * math.prod(t**e for t, e in zip(top, ex, strict=True))
-            for coef, ex in zip(coef_rows[c], monomials, strict=True)
-        )
-        >= 2**63
-        for c in range(len(COUNTS))
-    ]
-    wrapped = np.vectorize(_wrap64, otypes=[np.int64])(fit.coef)
-    absolute = np.vectorize(lambda v: float(min(abs(v), 2**1000)), otypes=[np.float64])
-    partials = [_partial(wrapped[c], ordered) for c in range(len(COUNTS))]
-    bounds = [
-        _partial(absolute(fit.coef[c]), ordered, absolute=True)
-        for c in range(len(COUNTS))
-        if risky[c]
-    ]
-    strides = [math.prod(dims[a + 1 :]) for a in range(len(dims))]
-    flat = np.zeros(n_rows, dtype=np.int64)
-    for ax, st in zip(ordered, strides, strict=True):
-        flat += ax.codes * st
-    contiguous = n_rows == 0 or int(rows[-1]) - int(rows[0]) == n_rows - 1
-    in_order = (
-        contiguous
-        and n_rows == math.prod(dims)
-        and bool((flat == np.arange(n_rows, dtype=np.int64)).all())
-    )
-    # Blocks of the first field's values, about CHUNK_ROWS rows each.
-    per_value = math.prod(dims[1:])
-    step = max(1, CHUNK_ROWS // max(per_value, 1))
-    blocks = [(i, min(i + step, dims[0])) for i in range(0, dims[0], step)] if dims else [(0, 1)]
-    if in_order:
-        start = int(rows[0]) if n_rows else 0
-        dests = [run.counts[k][start : start + n_rows].reshape(dims) for k in COUNTS]
-        for i0, i1 in blocks:
-            for c in range(len(COUNTS)):
-                _finish(partials[c], ordered, i0, i1, dests[c])
-            if bounds:
-                over = np.zeros((i1 - i0, *dims[1:]), dtype=bool)
-                part = np.empty((i1 - i0, *dims[1:]), dtype=np.float64)
-                for b in bounds:
-                    _finish(b, ordered, i0, i1, part, absolute=True)
-                    over |= part >= _INT64_BOUND
-                if over.any():
-                    bad = rows[i0 * per_value : i1 * per_value][over.reshape(-1)]
-                    run.invalidate(bad, run.reasons.id(_OVERFLOW))
-            run.advance((i1 - i0) * per_value if dims else n_rows)
-        return
-    tables = []
-    for c in range(len(COUNTS)):
-        table = np.empty(dims, dtype=np.int64)
-        for i0, i1 in blocks:
-            _finish(partials[c], ordered, i0, i1, table)
-        tables.append(table.reshape(-1))
-    over_table = None
-    if bounds:
-        over_table = np.zeros(dims, dtype=bool)
-        part = np.empty(dims, dtype=np.float64)
-        for b in bounds:
-            for i0, i1 in blocks:
-                _finish(b, ordered, i0, i1, part, absolute=True)
-            over_table |= part >= _INT64_BOUND
-        over_table = over_table.reshape(-1)
-    for lo in range(0, n_rows, CHUNK_ROWS):
-        hi = min(lo + CHUNK_ROWS, n_rows)
-        for c, k in enumerate(COUNTS):
-            run.counts[k][rows[lo:hi]] = tables[c][flat[lo:hi]]
-        if over_table is not None:
-            over = over_table[flat[lo:hi]]
-            if over.any():
-                run.invalidate(rows[lo:hi][over], run.reasons.id(_OVERFLOW))
-        run.advance(hi - lo)
-
-
-def _powers(a: _Axis, absolute: bool) -> npt.NDArray[Any]:
-    return np.abs(a.values.astype(np.float64)) if absolute else a.values
-
-
-def _partial(
-    coef: npt.NDArray[Any], ordered: list[_Axis], *, absolute: bool = False
-) -> npt.NDArray[Any]:
-    """One count's coefficients ``coef[e_1, ..., e_k]`` summed against the powers of every
-    field but the first: shape ``(e_1, m_2, ..., m_k)``. Trailing zero coefficients are
-    dropped per axis (exactly: they add nothing), so a field a count is linear in costs one
-    multiply-add per element, and one it does not depend on stays a size-1 axis (broadcast)."""
-    out = coef
-    for axis in range(coef.ndim - 1, -1, -1):
-        others = tuple(d for d in range(out.ndim) if d != axis)
-        nonzero = np.flatnonzero(np.any(out != 0, axis=others))
-        keep = int(nonzero[-1]) + 1 if len(nonzero) else 1
-        out = out[(slice(None),) * axis + (slice(0, keep),)]
-        if axis > 0:
-            out = _horner(out, axis, _powers(ordered[axis], absolute))
-    return out
-
-
-def _horner(t: npt.NDArray[Any], axis: int, x: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """``sum_e t[..., e, ...] * x**e`` along ``axis``, the values of ``x`` replacing it (a
-    size-1 axis when ``t`` has one term there). int64 wraps modulo 2**64: see ``_wrap64``."""
-    d = t.shape[axis]
-    if d == 1:
-        return t
-
-    def term(e: int) -> npt.NDArray[Any]:
-        return t[(slice(None),) * axis + (slice(e, e + 1),)]
-
-    xb = x.reshape((1,) * axis + (len(x),) + (1,) * (t.ndim - axis - 1))
-    with np.errstate(over="ignore"):
-        acc: npt.NDArray[Any] = term(d - 1) * xb
-        for e in range(d - 2, -1, -1):
-            acc += term(e)
-            if e:
-                acc *= xb
-        return acc
-
-
-def _finish(
-    partial: npt.NDArray[Any],
-    ordered: list[_Axis],
-    i0: int,
-    i1: int,
-    out: npt.NDArray[Any],
-    *,
-    absolute: bool = False,
-) -> None:
-    """Rows ``i0:i1`` of the first field's values: ``out[i0:i1]`` (or all of ``out`` when it
-    has ``i1 - i0`` rows) = the partial sum over the first field's powers."""
-    if not ordered:
-        out[...] = partial
-        return
-    dest = out[i0:i1] if out.shape[0] == len(ordered[0].values) else out
-    x = _powers(ordered[0], absolute)[i0:i1].reshape((-1,) + (1,) * (partial.ndim - 1))
-    d = partial.shape[0]
-    with np.errstate(over="ignore"):
-        if d == 1:
-            dest[...] = partial
-            return
-        np.multiply(partial[d - 1 : d], x, out=dest)
-        for e in range(d - 2, -1, -1):
-            np.add(dest, partial[e : e + 1], out=dest)
-            if e:
-                np.multiply(dest, x, out=dest)
-
-
-def _write_counts_rowwise(run: _Run, rows: IntArray, ordered: list[_Axis], fit: _Fit) -> None:
-    """The fit evaluated term by term on each row (rows with few repeated values)."""
-    x = {a.name: a.values[a.codes] for a in ordered}
-    over = np.zeros(len(rows), dtype=bool)
-    monomials = list(itertools.product(*(range(s) for s in fit.coef.shape[1:])))
-    for c, name in enumerate(COUNTS):
-        poly: Poly = {}
-        for ex in monomials:
-            v = int(fit.coef[(c, *ex)])
-            if v:
-                poly[ex] = v
-        value, bound = _eval_poly(poly, list(fit.names), x, len(rows))
-        run.counts[name][rows] = value
-        over |= bound >= _INT64_BOUND
-    if over.any():
-        run.invalidate(rows[over], run.reasons.id(_OVERFLOW))
-    run.advance(len(rows))
-
-
-Poly = dict[tuple[int, ...], int]
-
-
-def _eval_poly(
-    poly: Poly, varying: list[str], x: dict[str, npt.NDArray[np.int64]], n: int
-) -> tuple[IntArray, npt.NDArray[np.float64]]:
-    """Sum of c * prod(x**e) in int64 (wrapping: exact when the sum fits), and sum of |terms|
-    in float64 (the overflow bound)."""
-    total = np.zeros(n, dtype=np.int64)
-    bound = np.zeros(n, dtype=np.float64)
-    powers: dict[tuple[str, int], IntArray] = {}
-    fpowers: dict[tuple[str, int], npt.NDArray[np.float64]] = {}
-    for ex, c in poly.items():
-        term = np.full(n, _wrap64(c), dtype=np.int64)
-        fterm = np.full(n, float(min(abs(c), 2**1000)), dtype=np.float64)
-        for name, e in zip(varying, ex, strict=True):
-            if e == 0:
-                continue
-            key = (name, e)
-            if key not in powers:
-                with np.errstate(over="ignore"):
-                    powers[key] = x[name] ** e
-                fpowers[key] = np.abs(x[name].astype(np.float64)) ** e
-            with np.errstate(over="ignore"):
-                term = term * powers[key]
-            fterm = fterm * fpowers[key]
-        with np.errstate(over="ignore"):
-            total = total + term
-        bound = bound + fterm
-    return total, bound
+def clear_fit_cache() -> None:
+    """Nothing to clear: the sweep no longer fits polynomials (kept for existing callers)."""
 
 
 def evaluate_scalar(sweep: Sweep, rows: Iterable[int] | None = None) -> list[dict[str, Any]]:

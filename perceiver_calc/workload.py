@@ -35,10 +35,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeGuard, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
+from perceiver_calc.arith import maximum
+
+# The closed choices live in a light module the CLI imports at start-up (its --dtype, --mode,
+# --optimizer take these very types).
+from perceiver_calc.choices import DTYPES, Dtype, Mode, Optimizer
 from perceiver_calc.classes import (
     DEFAULT_IMAGE_SIDE,
     MULTIMODAL_CHUNKS,
@@ -47,6 +52,9 @@ from perceiver_calc.classes import (
 )
 from perceiver_calc.errors import Finding, InputError, short_repr
 from perceiver_calc.modules import ResolvedModel
+from perceiver_calc.rules import SCALAR, Rules
+
+_T = TypeVar("_T")
 
 __all__ = [
     "DTYPES",
@@ -59,10 +67,6 @@ __all__ = [
     "resolved_inputs",
 ]
 
-Dtype = Literal["fp32", "bf16", "fp16", "mixed-bf16", "mixed-fp16"]
-DTYPES: tuple[Dtype, ...] = ("fp32", "bf16", "fp16", "mixed-bf16", "mixed-fp16")
-Mode = Literal["inference", "training"]
-Optimizer = Literal["sgd", "sgd-momentum", "adam", "adamw"]
 
 # Strict like the config (docs/conventions.md, "Strictness"): a bool is not a count and a
 # string is not a number, so True -> 1 and "8" -> 8 are refused rather than guessed.
@@ -152,13 +156,16 @@ def resolved_inputs(resolved: ResolvedModel, workload: Workload) -> InputShape:
     kind = spec.input_kind
     b = workload.batch_size
     if kind in ("tokens", "embeddings"):
-        return InputShape(batch_size=b, seq_len=workload.seq_len or cfg.max_position_embeddings)
+        seq = workload.seq_len
+        return InputShape(
+            batch_size=b, seq_len=seq if seq is not None else cfg.max_position_embeddings
+        )
     if kind == "image":
         if workload.image_size is not None:
             size = workload.image_size
         elif spec.image_preprocessor == "learned":
             # trainable positions: the input must have exactly image_size² pixels
-            side = cfg.image_size if isinstance(cfg.image_size, int) else DEFAULT_IMAGE_SIDE
+            side = cfg.image_size if _is_side(cfg.image_size) else DEFAULT_IMAGE_SIDE
             size = (side, side)
         else:
             size = (DEFAULT_IMAGE_SIDE, DEFAULT_IMAGE_SIDE)
@@ -168,19 +175,33 @@ def resolved_inputs(resolved: ResolvedModel, workload: Workload) -> InputShape:
         default = (ts[0], ts[1]) if len(ts) == 2 else (ts[0], 1)
         return InputShape(batch_size=b, image_size=workload.image_size or default)
     # multimodal
-    side = cfg.image_size if isinstance(cfg.image_size, int) else DEFAULT_IMAGE_SIDE
+    side = cfg.image_size if _is_side(cfg.image_size) else DEFAULT_IMAGE_SIDE
     spp = cfg.samples_per_patch
     n_audio_out = _n_audio_config(resolved) // spp
     return InputShape(
         batch_size=b,
-        image_size=workload.image_size or (side, side),
-        num_frames=workload.num_frames or cfg.num_frames,
-        audio_samples=workload.audio_samples or _n_audio_config(resolved),
-        subsampled_image_points=workload.subsampled_image_points
-        or max(1, _image_output_points(resolved) // MULTIMODAL_CHUNKS),
-        subsampled_audio_points=workload.subsampled_audio_points
-        or max(1, n_audio_out // MULTIMODAL_CHUNKS),
+        image_size=_or(workload.image_size, (side, side)),
+        num_frames=_or(workload.num_frames, cfg.num_frames),
+        audio_samples=_or(workload.audio_samples, _n_audio_config(resolved)),
+        subsampled_image_points=_or(
+            workload.subsampled_image_points,
+            maximum(1, _image_output_points(resolved) // MULTIMODAL_CHUNKS),
+        ),
+        subsampled_audio_points=_or(
+            workload.subsampled_audio_points, maximum(1, n_audio_out // MULTIMODAL_CHUNKS)
+        ),
     )
+
+
+def _or(value: _T | None, default: _T) -> _T:
+    """The workload's value if given (every given size is >= 1), else the default. (Not
+    ``value or default``: in the sweep a value may be a per-row array.)"""
+    return default if value is None else value
+
+
+def _is_side(image_size: int | tuple[int, ...]) -> TypeGuard[int]:
+    """The config's image_size is one side (an int; in the sweep a per-row array), not a tuple."""
+    return not isinstance(image_size, tuple)
 
 
 def lengths(resolved: ResolvedModel, workload: Workload) -> dict[str, int]:
@@ -206,7 +227,7 @@ def lengths(resolved: ResolvedModel, workload: Workload) -> dict[str, int]:
         h, w = inp.image_size
         if spec.image_preprocessor == "conv":
             _, (ho, wo) = conv_stem_sizes(h, w)
-            out["inputs"] = max(ho, 0) * max(wo, 0)
+            out["inputs"] = maximum(ho, 0) * maximum(wo, 0)
         else:
             out["inputs"] = h * w
         out["outputs"] = fixed_outputs
@@ -255,30 +276,33 @@ def _error(
     )
 
 
-def check_workload(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
+def check_workload(
+    resolved: ResolvedModel, workload: Workload, rules: Rules = SCALAR
+) -> list[Finding]:
     """Errors for inputs transformers' forward pass would reject for this model; warnings for
     inputs it accepts with a caveat. Field names are the workload's (``seq_len``, ...) and the
-    config's (``max_position_embeddings``, ...)."""
-    found = _check_inputs(resolved, workload)
-    if not any(f.severity == "error" for f in found):
+    config's (``max_position_embeddings``, ...). ``rules``: per-row masks instead (the sweep:
+    the workload's and the model's integers may be arrays; perceiver_calc.rules)."""
+    found = _check_inputs(resolved, workload, rules)
+    if rules.magnitudes and (rules.batched or not any(f.severity == "error" for f in found)):
         from perceiver_calc.parity import activation_bytes_findings
 
-        found += activation_bytes_findings(resolved, workload)
+        found += activation_bytes_findings(resolved, workload, rules)
     return found
 
 
-def _check_inputs(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
+def _check_inputs(resolved: ResolvedModel, workload: Workload, rules: Rules) -> list[Finding]:
     inp = resolved_inputs(resolved, workload)
     cfg = resolved.config
     spec = resolved.spec
     kind = spec.input_kind
     found: list[Finding] = []
     training = workload.mode == "training"
-    found += _chunk_workload_findings(resolved, workload)
+    found += _chunk_workload_findings(resolved, workload, rules)
     if kind in ("tokens", "embeddings"):
         assert inp.seq_len is not None
         m, p = inp.seq_len, cfg.max_position_embeddings
-        if kind == "tokens" and m > p:
+        if kind == "tokens" and rules.fails(m > p, "seq_len_too_long"):
             found.append(
                 _error(
                     "seq_len_too_long",
@@ -297,8 +321,8 @@ def _check_inputs(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
     assert inp.image_size is not None
     h, w = inp.image_size
     if spec.image_preprocessor == "learned":
-        side = cfg.image_size if isinstance(cfg.image_size, int) else 0
-        if h * w != side * side:
+        side = cfg.image_size if _is_side(cfg.image_size) else 0
+        if rules.fails(h * w != side * side, "learned_image_size"):
             found.append(
                 _error(
                     "learned_image_size",
@@ -314,7 +338,7 @@ def _check_inputs(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
             )
     elif spec.image_preprocessor == "conv":
         (h1, w1), _ = conv_stem_sizes(h, w)
-        if min(h1, w1) < 3:
+        if rules.fails((h1 < 3) | (w1 < 3), "conv_image_too_small"):
             found.append(
                 _error(
                     "conv_image_too_small",
@@ -329,7 +353,7 @@ def _check_inputs(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
     elif kind == "flow":
         ts = cfg.train_size
         need = math.prod(ts)
-        if h * w != need:
+        if rules.fails(h * w != need, "flow_image_size"):
             found.append(
                 _error(
                     "flow_image_size",
@@ -360,7 +384,7 @@ def _check_inputs(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
         assert inp.subsampled_audio_points is not None
         assert inp.subsampled_image_points is not None
         spp = cfg.samples_per_patch
-        if inp.audio_samples % spp != 0:
+        if rules.fails(inp.audio_samples % spp != 0, "audio_samples_per_patch"):
             found.append(
                 _error(
                     "audio_samples_per_patch",
@@ -372,7 +396,8 @@ def _check_inputs(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
                     f"use a multiple of {spp} samples",
                 )
             )
-        if h % MULTIMODAL_IMAGE_PATCH or w % MULTIMODAL_IMAGE_PATCH:
+        patches = (h % MULTIMODAL_IMAGE_PATCH != 0) | (w % MULTIMODAL_IMAGE_PATCH != 0)
+        if rules.fails(patches, "multimodal_image_patches"):
             found.append(
                 _error(
                     "multimodal_image_patches",
@@ -384,7 +409,7 @@ def _check_inputs(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
                     "use frame sizes divisible by 4",
                 )
             )
-        if inp.num_frames < 2:
+        if rules.fails(inp.num_frames < 2, "multimodal_one_frame"):
             found.append(
                 _error(
                     "multimodal_one_frame",
@@ -397,7 +422,7 @@ def _check_inputs(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
                 )
             )
         n_img = _image_output_points(resolved)
-        if inp.subsampled_image_points > n_img:
+        if rules.fails(inp.subsampled_image_points > n_img, "subsampled_image_points"):
             found.append(
                 _error(
                     "subsampled_image_points",
@@ -413,7 +438,7 @@ def _check_inputs(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
                 )
             )
         n_aud = _n_audio_config(resolved) // spp
-        if inp.subsampled_audio_points > n_aud:
+        if rules.fails(inp.subsampled_audio_points > n_aud, "subsampled_audio_points"):
             found.append(
                 _error(
                     "subsampled_audio_points",
@@ -444,13 +469,17 @@ def _check_inputs(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
     return found
 
 
-def _chunk_workload_findings(resolved: ResolvedModel, workload: Workload) -> list[Finding]:
+def _chunk_workload_findings(
+    resolved: ResolvedModel, workload: Workload, rules: Rules
+) -> list[Finding]:
     """chunk_size_feed_forward against the decoder query lengths only the workload fixes
     (optical flow: H·W; multimodal: the subsampled points plus the label); the config-fixed
     lengths are checked by resolve (perceiver_calc.parity.chunk_findings)."""
     from perceiver_calc.parity import chunk_findings
 
-    if resolved.config.chunk_size_feed_forward == 0 or "outputs" in resolved.fixed_lengths:
+    if "outputs" in resolved.fixed_lengths or (
+        not rules.batched and resolved.config.chunk_size_feed_forward == 0
+    ):
         return []
     n = lengths(resolved, workload).get("outputs", 0)
-    return chunk_findings(resolved.config, {"outputs": n})
+    return chunk_findings(resolved.config, {"outputs": n}, rules)

@@ -1,0 +1,267 @@
+"""The sweep is the scalar path over arrays: validity, reason text and counts equal
+``evaluate_scalar`` (load_config -> resolve -> check_workload -> counts, row by row) on large
+grids over axes that change validity, and on issue 11's cases.
+
+Each property evaluates a whole grid vectorised (10^4+ rows in the "ci" profile) and compares
+it with the scalar path on the grid's first and last rows plus a random sample (every row
+when the grid is small): the scalar path costs about a millisecond a row.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import perceiver_calc as pc
+from perceiver_calc.sweep import COUNTS, SweepResult, evaluate, evaluate_scalar, grid
+from perceiver_calc.workload import Workload
+from tests.strategies import valid_config
+
+CI = os.environ.get("HYPOTHESIS_PROFILE") == "ci"
+ROWS = 12_000 if CI else 1_500
+"""Target grid size per example."""
+CHECKED = 400 if CI else 120
+"""Rows compared with the scalar path per example (besides the first and the last)."""
+
+# Axes of every kind: widths and heads (divisibility), lengths against positions, chunking,
+# layer counts with 0 (structure), labels (1 = regression loss), workload sizes, hardcoded
+# overrides, multimodal sizes (integer divisions), the learned classifier's image size.
+AXES: dict[str, tuple[int, int]] = {
+    "d_model": (1, 48),
+    "d_latents": (1, 48),
+    "num_latents": (1, 24),
+    "num_self_attention_heads": (1, 6),
+    "num_cross_attention_heads": (1, 6),
+    "qk_channels": (1, 32),
+    "v_channels": (1, 32),
+    "num_blocks": (0, 3),
+    "num_self_attends_per_block": (0, 3),
+    "self_attention_widening_factor": (1, 4),
+    "cross_attention_widening_factor": (1, 4),
+    "chunk_size_feed_forward": (0, 6),
+    "max_position_embeddings": (1, 40),
+    "vocab_size": (1, 300),
+    "num_labels": (1, 5),
+    "decoder_num_heads": (1, 4),
+    "decoder_qk_channels": (1, 32),
+    "decoder_v_channels": (1, 32),
+    "preprocessor_out_channels": (1, 80),
+    "fourier_num_bands": (1, 70),
+    "samples_per_patch": (1, 40),
+    "audio_samples_per_frame": (1, 4000),
+    "num_frames": (1, 20),
+    "output_num_channels": (1, 16),
+    "_label_trainable_num_channels": (1, 600),
+    "batch_size": (1, 6),
+    "seq_len": (1, 40),
+    "image_size": (1, 80),
+    "subsampled_image_points": (1, 3000),
+    "subsampled_audio_points": (1, 40),
+}
+
+
+def check_rows(res: SweepResult, rows: list[int]) -> None:
+    for i, row in zip(rows, evaluate_scalar(res.sweep, rows), strict=True):
+        assert bool(res.valid[i]) == row["valid"], (i, res.sweep.row(i), row, res.reason(i))
+        if row["valid"]:
+            got = {k: int(res.counts[k][i]) for k in COUNTS}
+            assert got == {k: row[k] for k in COUNTS}, (i, res.sweep.row(i))
+            assert res.reason(i) is None
+        else:
+            assert res.reason(i) == row["reason"], (i, res.sweep.row(i))
+
+
+def sample(res: SweepResult, k: int, seed: int) -> list[int]:
+    n = len(res)
+    if n <= k + 2:
+        return list(range(n))
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(n, size=k, replace=False).tolist()
+    # and some of each kind: valid and invalid rows
+    for want in (True, False):
+        where = np.flatnonzero(res.valid == want)
+        if len(where):
+            picks += rng.choice(where, size=min(len(where), k // 4), replace=False).tolist()
+    return sorted({0, n - 1, *picks})
+
+
+@st.composite
+def big_grids(draw: st.DrawFn) -> Any:
+    model = draw(st.sampled_from(pc.MODEL_CLASSES))
+    cfg = draw(valid_config(model))
+    names = draw(st.lists(st.sampled_from(sorted(AXES)), min_size=2, max_size=3, unique=True))
+    per_axis = max(2, round(ROWS ** (1 / len(names))))
+    axes: dict[str, list[Any]] = {}
+    for name in names:
+        lo, hi = AXES[name]
+        k = min(per_axis, hi - lo + 1)
+        values = draw(st.lists(st.integers(lo, hi), min_size=k, max_size=k, unique=True))
+        axes[name] = values
+    mode = draw(st.sampled_from(["inference", "training"]))
+    wl = Workload(
+        mode=mode,
+        checkpointing=draw(st.booleans()),
+        dtype=draw(st.sampled_from(["fp32", "bf16", "mixed-fp16"])),
+        batch_size=draw(st.integers(1, 3)),
+    )
+    return grid(cfg, axes, model=model, workload=wl), draw(st.integers(0, 2**31))
+
+
+@settings(max_examples=12 if CI else 6)
+@given(big_grids())
+def test_large_grids_equal_scalar(case: Any) -> None:
+    sw, seed = case
+    res = evaluate(sw)
+    check_rows(res, sample(res, CHECKED, seed))
+
+
+def test_masked_lm_positions_against_seq_len() -> None:
+    """Issue 11: max_position_embeddings 64, d_latents 60 (8 heads: invalid) first, then
+    multiples of 8, x seq_len 1..128: every seq_len > 64 row is invalid (IndexError in
+    transformers); the probing sweep called 4,416 of them valid."""
+    cfg = pc.load_config(
+        {
+            "max_position_embeddings": 64,
+            "d_latents": 64,
+            "num_latents": 16,
+            "d_model": 64,
+            "num_self_attends_per_block": 2,
+        }
+    )
+    res = evaluate(grid(cfg, {"d_latents": [60, *range(8, 553, 8)], "seq_len": range(1, 129)}))
+    seq = res.sweep.columns["seq_len"]
+    d = res.sweep.columns["d_latents"]
+    assert not res.valid[seq > 64].any()
+    assert res.valid.tolist() == ((seq <= 64) & (d % 8 == 0)).tolist()
+    edges = np.flatnonzero(np.isin(seq, [1, 63, 64, 65, 128]) & np.isin(d, [60, 8, 552]))
+    check_rows(res, sorted({*edges.tolist(), *sample(res, 60, 1)}))
+
+
+def test_inference_peak_over_vocab_size() -> None:
+    """Issue 11: the inference peak is a max() of working sets, not a polynomial: over
+    vocab_size 1..149,999 every row equals the scalar path (8,751 were up to 2.9% low)."""
+    base = pc.load_config("examples/language-perceiver.json")
+    res = evaluate(grid(base, {"vocab_size": range(1, 150_000)}))
+    assert res.valid.all()
+    peak = res.counts["memory_bytes"]
+    # where the peak switches from the encoder's working set to the logits', and a sample
+    jumps = np.flatnonzero(np.diff(np.diff(peak)) != 0)
+    rows = {0, len(res) - 1, *jumps[:20].tolist(), *(jumps[:20] + 1).tolist()}
+    rows |= set(sample(res, 80, 2))
+    assert jumps.size, "the peak switches from one module's working set to another's"
+    check_rows(res, sorted(rows))
+
+
+def test_multimodal_integer_divisions() -> None:
+    """Issue 11: the multimodal defaults floor (num_frames * audio_samples_per_frame //
+    samples_per_patch // 128): large audio_samples_per_frame, every row as the scalar path."""
+    base = pc.load_config(
+        {
+            "architectures": ["PerceiverForMultimodalAutoencoding"],
+            "d_latents": 32,
+            "num_latents": 8,
+            "num_self_attends_per_block": 1,
+            "num_frames": 2,
+            "image_size": 16,
+            "output_shape": [1, 2, 16, 16],
+            "output_num_channels": 8,
+            "_label_trainable_num_channels": 16,
+        }
+    )
+    spf = [1, 7, 16, 127, 128, 129, 1920, 4095, 65_536, 1_000_003, 2**24 + 1, 2**30]
+    res = evaluate(grid(base, {"audio_samples_per_frame": spf, "samples_per_patch": [1, 3, 16]}))
+    check_rows(res, list(range(len(res))))
+    assert res.valid.any() and not res.valid.all()
+
+
+def test_small_and_huge_values_on_one_axis() -> None:
+    """Issue 11: an axis spanning small and huge values must not make the small rows report
+    an overflow; the huge rows are what the scalar path says (exact Python ints beyond
+    int64, or invalid with its reason)."""
+    base = pc.load_config("docs/tutorial-base.json")
+    res = evaluate(
+        grid(
+            base,
+            {"num_blocks": [1, 2, 2**20, 2**31 - 1], "batch_size": [1, 8, 2**16]},
+        ),
+        # training FLOPs of 2**31 blocks are beyond int64: exact, not dropped
+    )
+    check_rows(res, list(range(len(res))))
+    assert res.valid[:2].all()
+    big = [i for i in range(len(res)) if res.valid[i] and res.counts["training_flops"][i] >= 2**63]
+    assert big, "some valid rows count beyond int64"
+    assert res.scalar_rows >= len(big)
+
+
+def test_learned_classifier_image_size_axis() -> None:
+    """Issue 11: ``--vary image_size`` on the learned-position classifier: the square input
+    must have image_size² pixels; other rows fail with validate's text (not pydantic's)."""
+    base = pc.load_config(
+        {
+            "architectures": ["PerceiverForImageClassificationLearned"],
+            "image_size": 8,
+            "d_latents": 16,
+            "num_latents": 4,
+            "num_self_attends_per_block": 1,
+        }
+    )
+    res = evaluate(grid(base, {"image_size": [4, 7, 8, 9, 16], "batch_size": [1, 2]}))
+    check_rows(res, list(range(len(res))))
+    assert res.valid.tolist() == [s == 8 for s in [4, 7, 8, 9, 16] for _ in (1, 2)]
+    assert "image_size²" in (res.reason(0) or "")
+
+
+def test_chunk_size_against_latents_and_heads_against_widths() -> None:
+    base = pc.load_config("docs/tutorial-base.json")
+    res = evaluate(
+        grid(
+            base,
+            {
+                "chunk_size_feed_forward": [0, 1, 3, 4, 7],
+                "num_latents": [1, 4, 6, 12, 28],
+                "num_self_attention_heads": [1, 3, 8, 16],
+                "d_latents": [48, 64, 96],
+            },
+        )
+    )
+    check_rows(res, list(range(len(res))))
+    assert res.valid.any() and not res.valid.all()
+
+
+def test_range_errors_at_both_ends_and_in_several_columns() -> None:
+    """Out-of-range values below and above the valid interval of an integer column (found by
+    bisection), and rows with two bad columns (the scalar path's combined text)."""
+    base = pc.load_config("docs/tutorial-base.json")
+    res = evaluate(
+        grid(
+            base,
+            {
+                "num_latents": [-3, 0, 1, 2, 5, 64, 2**40],
+                "num_blocks": [-1, 0, 1, 2],
+                "batch_size": [0, 1, 2**31, 2**31 - 1],
+            },
+        )
+    )
+    check_rows(res, list(range(len(res))))
+    assert res.valid.any()
+
+
+def test_fixed_value_beyond_int64_with_a_swept_axis() -> None:
+    """A base whose fixed counts pass int64 (a Python int in the formulas) with a swept
+    field: those rows are the scalar path's, exactly."""
+    base = pc.load_config(
+        {
+            "num_blocks": 2**31 - 1,
+            "num_self_attends_per_block": 2**20,
+            "d_latents": 64,
+            "num_latents": 64,
+            "d_model": 64,
+            "max_position_embeddings": 64,
+        }
+    )
+    res = evaluate(grid(base, {"batch_size": [1, 2, 3], "num_latents": [8, 64]}))
+    check_rows(res, list(range(len(res))))
