@@ -1,13 +1,24 @@
-"""Configs per second: vectorised sweep vs the scalar path vs FlopCounterMode on meta models.
+"""Sweeps side by side in one run: configs/s (vectorised vs scalar path vs FlopCounterMode on
+meta), end-to-end CLI sweeps streamed to CSV and Parquet (time, peak RSS), fit on 10^6 rows.
 
-    python benchmarks/bench_sweep.py            # 507,904-config grid, one core
+    python benchmarks/bench_sweep.py            # full: 10^6 and 10^7 rows end to end (~10 min)
+    python benchmarks/bench_sweep.py --quick    # CI size: 10^5 and 10^6 rows (~2 min)
 
-All three compute parameters + forward FLOPs (+ training memory for the two calculator paths)
-for configs around deepmind/language-perceiver (qk/v unset). The vectorised figure is
-``grid`` + ``evaluate`` together, cold: the fit cache (``sweep.clear_fit_cache``) is cleared
-before each of ``--repeats`` runs; the headline is the first run, the median is shown beside
-it, and a warm call (fits cached) is shown apart. The scalar path and FlopCounterMode are timed
-on a sample of the grid and reported per config.
+Every calculator figure computes parameters + forward and training FLOPs + training memory
+(8 counts) for configs around deepmind/language-perceiver (docs/tutorial-base.json, qk/v
+unset), seq_len 2048, mixed bf16, training, on one core (OMP_NUM_THREADS=1):
+
+1. throughput: ``grid`` + ``evaluate`` together, cold (``sweep.clear_fit_cache`` before each
+   of ``--repeats`` runs; the first run is the headline, the median beside it, a warm call
+   apart), on a grid whose axes never change validity and on one whose axes do
+   (``d_latents`` x ``num_self_attention_heads``); the scalar path and FlopCounterMode on
+   meta models are timed on a sample of the grid and reported per config;
+2. end to end: ``perceiver-calc sweep ... -o FILE`` as a fresh process per run (wall time,
+   peak RSS of that process alone: benchmarks/_child.py), the file's rows counted back;
+3. fit: ``perceiver-calc fit --max-flops`` on 10^6 rows end to end, and ``plan.fit`` (budget
+   mask + Pareto front on the arrays) timed alone on the evaluated result.
+
+``--markdown`` prints the tables as Markdown (docs/benchmarks/sweep.md).
 """
 
 from __future__ import annotations
@@ -17,84 +28,238 @@ import json
 import os
 import platform
 import statistics
+import sys
+import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import perceiver_calc as pc
+from benchmarks._child import run_child
 from perceiver_calc.sweep import clear_fit_cache, evaluate, evaluate_scalar, grid
 from perceiver_calc.workload import Workload
 
-BASE = json.load(open("docs/tutorial-base.json"))  # noqa: SIM115
-AXES = {
+BASE_PATH = "docs/tutorial-base.json"
+BASE = json.loads(Path(BASE_PATH).read_text())
+WL = Workload(seq_len=2048, dtype="mixed-bf16", mode="training")
+WL_FLAGS = ["--seq-len", "2048", "--dtype", "mixed-bf16"]
+
+# axes that never change validity (every d_latents is a multiple of the 8 heads)
+STEADY = {
     "d_latents": list(range(128, 2049, 64)),  # 31
     "num_latents": list(range(32, 1025, 32)),  # 32
     "num_self_attends_per_block": list(range(2, 34, 2)),  # 16
     "self_attention_widening_factor": [1, 2, 4, 8],
     "batch_size": [1, 2, 4, 8, 16, 32, 64, 128],
-}
+}  # 507,904 rows
+# axes that change validity: d_latents must be a multiple of num_self_attention_heads
+CHANGING = {
+    "d_latents": list(range(8, 2049, 8)),  # 256
+    "num_self_attention_heads": list(range(1, 17)),  # 16
+    "num_latents": list(range(32, 1025, 32)),  # 32
+    "batch_size": list(range(1, 9)),  # 8
+}  # 1,048,576 rows
+# end to end: 16,384 configs x batch sizes
+E2E = ["d_latents=64:2048:64", "num_latents=32:1024:32", "num_self_attends_per_block=2:32:2"]
+E2E_PER_BATCH = 32 * 32 * 16
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=3, help="cold runs of grid + evaluate")
-    args = parser.parse_args()
-    load = os.getloadavg()
-    wl = Workload(seq_len=2048, dtype="mixed-bf16", mode="training")
+def _quick(axes: dict[str, list[int]], keep: int) -> dict[str, list[int]]:
+    """A smaller grid: the first ``keep`` values of the first two axes."""
+    return {k: (v[:keep] if i < 2 else v) for i, (k, v) in enumerate(axes.items())}
+
+
+def throughput(axes: dict[str, list[int]], repeats: int) -> dict[str, Any]:
     colds = []
-    for _ in range(max(1, args.repeats)):
+    for _ in range(max(1, repeats)):
         clear_fit_cache()
         t = time.perf_counter()
-        sw = grid(BASE, AXES, workload=wl)
+        sw = grid(BASE, axes, workload=WL)
         res = evaluate(sw)
         colds.append(time.perf_counter() - t)
-    vec = colds[0]
     t = time.perf_counter()
-    evaluate(grid(BASE, AXES, workload=wl))
+    evaluate(grid(BASE, axes, workload=WL))
     warm = time.perf_counter() - t
     n = len(sw)
-    sample = list(range(0, n, n // 200))[:200]
+    sample = list(range(0, n, max(1, n // 200)))[:200]
     t = time.perf_counter()
     evaluate_scalar(sw, sample)
     scalar = (time.perf_counter() - t) / len(sample)
+    return {
+        "n": n,
+        "valid": int(res.valid.sum()),
+        "cold": n / colds[0],
+        "median": n / statistics.median(colds),
+        "repeats": len(colds),
+        "warm": n / warm,
+        "scalar": 1 / scalar,
+        "sw": sw,
+        "groups": res.groups,
+        "scalar_rows": res.scalar_rows,
+    }
 
-    import sys
 
-    import torch
-    import transformers
-
-    sys.path.insert(0, ".")
+def flop_counter(sw: Any, k: int) -> float:
+    """Configs/s of transformers on meta + FlopCounterMode (params + forward FLOPs only)."""
     from tests.hf_truth import Workload as HfWorkload
     from tests.hf_truth import hf_flops, hf_param_count
 
+    n = len(sw)
     t = time.perf_counter()
-    k = 5
-    for i in sample[:k]:
+    for i in range(0, n, n // k)[:k]:
         row = sw.row(i)
         cfg = {**BASE, **{f: v for f, v in row.items() if f != "batch_size"}}
         hf_param_count("PerceiverForMaskedLM", cfg)
         hf_flops(
             "PerceiverForMaskedLM", cfg, HfWorkload(batch_size=row["batch_size"], seq_len=2048)
         )
-    hf = (time.perf_counter() - t) / k
-    print(
-        f"grid: {n:,} configs ({int(res.valid.sum()):,} valid), {res.groups} group(s), "
-        f"{res.fit_points} scalar fit points, {res.scalar_rows} scalar fallback rows"
+    return k / (time.perf_counter() - t)
+
+
+def cli(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "perceiver_calc.cli", *args]
+
+
+def end_to_end(batches: int, fmt: str, tmp: Path) -> dict[str, Any]:
+    out = tmp / f"sweep.{fmt}"
+    vary = [x for v in [*E2E, f"batch_size=1:{batches}"] for x in ("--vary", v)]
+    run = run_child(cli(["sweep", BASE_PATH, *vary, *WL_FLAGS, "-o", str(out)]))
+    if run.rc != 0:
+        raise SystemExit(f"sweep -o {out} failed ({run.rc}): {run.err}")
+    if fmt == "csv":
+        with out.open("rb") as fh:
+            rows = sum(1 for _ in fh) - 1
+    else:
+        import pyarrow.parquet as pq
+
+        rows = pq.ParquetFile(out).metadata.num_rows
+    size = out.stat().st_size
+    out.unlink()
+    return {"rows": rows, "wall": run.wall, "rss": run.rss, "size": size, "fmt": fmt}
+
+
+def fit_bench(batches: int, tmp: Path) -> dict[str, Any]:
+    axes: dict[str, list[int]] = {
+        "d_latents": list(range(64, 2049, 64)),
+        "num_latents": list(range(32, 1025, 32)),
+        "num_self_attends_per_block": list(range(2, 33, 2)),
+        "batch_size": list(range(1, batches + 1)),
+    }
+    res = evaluate(grid(BASE, axes, workload=WL))
+    budget = int(sorted(res.counts["training_flops"][:: max(1, len(res) // 1000)])[500])
+    t = time.perf_counter()
+    found = pc.fit(res, max_flops=budget)
+    lib = time.perf_counter() - t
+    vary = [x for v in [*E2E, f"batch_size=1:{batches}"] for x in ("--vary", v)]
+    out = tmp / "front.jsonl"
+    run = run_child(
+        cli(["fit", BASE_PATH, *vary, *WL_FLAGS, "--max-flops", str(budget), "-o", str(out)])
     )
-    med = statistics.median(colds)
-    print(f"{'path':42} {'configs/s':>14} {'vs scalar':>10}")
-    print(
-        f"{'vectorised, cold (params+FLOPs+memory)':42} {n / vec:>14,.0f} {scalar * n / vec:>9.0f}x"
+    if run.rc != 0:
+        raise SystemExit(f"fit failed ({run.rc}): {run.err}")
+    front = len(out.read_text().splitlines())
+    assert front == len(found.pareto), (front, len(found.pareto))
+    return {
+        "rows": len(res),
+        "within": len(found.within),
+        "front": len(found.pareto),
+        "lib": lib,
+        "wall": run.wall,
+        "rss": run.rss,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3, help="cold runs of grid + evaluate")
+    parser.add_argument("--quick", action="store_true", help="CI size: 10^5 and 10^6 rows")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    started = time.perf_counter()
+    steady_axes = _quick(STEADY, 8) if args.quick else STEADY
+    changing_axes = _quick(CHANGING, 32) if args.quick else CHANGING
+    steady = throughput(steady_axes, args.repeats)
+    changing = throughput(changing_axes, 1 if args.quick else max(1, args.repeats - 2))
+    hf = flop_counter(steady["sw"], 2 if args.quick else 5)
+    sizes = [7, 61] if args.quick else [61, 610]  # x 16,384: ~10^5 and 10^6, or 10^6 and 10^7
+    with tempfile.TemporaryDirectory(dir=".") as d:
+        tmp = Path(d)
+        e2e = [end_to_end(b, fmt, tmp) for b in sizes for fmt in ("csv", "parquet")]
+        fitted = fit_bench(61, tmp)
+    total = time.perf_counter() - started
+
+    import torch
+    import transformers
+
+    md = args.markdown
+    sep = " | " if md else "  "
+
+    def line(*cells: Any) -> None:
+        print(("| " + sep.join(map(str, cells)) + " |") if md else sep.join(map(str, cells)))
+
+    def rule(k: int) -> None:
+        if md:
+            print("|" + "---|" * k)
+
+    print("## throughput (params + forward/training FLOPs + training memory, one core)\n")
+    line("path", "grid", "configs/s", "vs scalar")
+    rule(4)
+    for name, r in (("steady axes", steady), ("validity-changing axes", changing)):
+        label = f"{r['n']:,} rows ({r['valid']:,} valid)"
+        line(
+            f"vectorised, cold, first run, {name}",
+            label,
+            f"{r['cold']:,.0f}",
+            f"{r['cold'] / r['scalar']:,.0f}x",
+        )
+        line(
+            f"  median of {r['repeats']} cold runs",
+            label,
+            f"{r['median']:,.0f}",
+            f"{r['median'] / r['scalar']:,.0f}x",
+        )
+        line("  warm (fits cached)", label, f"{r['warm']:,.0f}", f"{r['warm'] / r['scalar']:,.0f}x")
+        line(f"scalar resolve + counts, {name}", "200-row sample", f"{r['scalar']:,.0f}", "1x")
+    line(
+        "transformers meta + FlopCounterMode (params + forward only)",
+        "sample",
+        f"{hf:,.1f}",
+        f"{hf / steady['scalar']:.4f}x",
     )
-    print(f"{f'  median of {len(colds)} cold runs':42} {n / med:>14,.0f} {scalar * n / med:>9.0f}x")
-    print(f"{'  warm (fits cached)':42} {n / warm:>14,.0f} {scalar * n / warm:>9.0f}x")
-    print(f"{'scalar resolve+count (params+FLOPs+memory)':42} {1 / scalar:>14,.0f} {1:>9.0f}x")
-    print(f"{'transformers meta + FlopCounterMode':42} {1 / hf:>14,.1f} {scalar / hf:>9.3f}x")
+    print("\n## end to end: perceiver-calc sweep ... -o FILE (fresh process)\n")
+    line("rows", "format", "wall s", "rows/s", "peak RSS MiB", "file MiB")
+    rule(6)
+    for r in e2e:
+        line(
+            f"{r['rows']:,}",
+            r["fmt"],
+            f"{r['wall']:.1f}",
+            f"{r['rows'] / r['wall']:,.0f}",
+            f"{r['rss'] / 2**20:,.0f}",
+            f"{r['size'] / 2**20:,.1f}",
+        )
     print(
-        f"(pc {pc.__version__}, torch {torch.__version__}, "
-        f"transformers {transformers.__version__}; "
+        f"\n## fit on {fitted['rows']:,} rows (--max-flops: {fitted['within']:,} within, "
+        f"front {fitted['front']:,})\n"
+    )
+    line("step", "seconds", "peak RSS MiB")
+    rule(3)
+    line("plan.fit on the arrays (mask + Pareto front)", f"{fitted['lib']:.3f}", "-")
+    line(
+        "perceiver-calc fit ... -o front.jsonl (sweep + fit + write)",
+        f"{fitted['wall']:.1f}",
+        f"{fitted['rss'] / 2**20:,.0f}",
+    )
+    print(
+        f"\n(pc {pc.__version__}, numpy {__import__('numpy').__version__}, "
+        f"torch {torch.__version__}, transformers {transformers.__version__}; "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})"
+        f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+        f"benchmark ran {total:.0f} s{', --quick' if args.quick else ''})"
     )
 
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the names, for type checkers and IDEs; at run time __getatt
     from perceiver_calc.report import Report, build_report
     from perceiver_calc.resolve import model_class_of, resolve, validate
     from perceiver_calc.sweep import Sweep, SweepResult, evaluate, grid
+    from perceiver_calc.sweep_io import evaluate_blocks
     from perceiver_calc.workload import Workload, check_workload, lengths
 
 # Public name -> the module that defines it. Imported on first use (PEP 562), so that
@@ -71,6 +72,7 @@ _EXPORTS: dict[str, str] = {
     "SweepResult": "sweep",
     "evaluate": "sweep",
     "grid": "sweep",
+    "evaluate_blocks": "sweep_io",
     "compare": "plan",
     "fit": "plan",
     "pareto_front": "plan",
@@ -104,6 +106,7 @@ __all__ = [
     "count_memory",
     "count_params",
     "evaluate",
+    "evaluate_blocks",
     "fit",
     "grid",
     "lengths",

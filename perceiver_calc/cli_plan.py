@@ -6,12 +6,12 @@ Exit 2 for bad input. matplotlib is imported only when ``--plot`` is given (extr
 
 from __future__ import annotations
 
-import csv
-import json
+import math
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,6 +26,7 @@ from perceiver_calc.resolve import validate as validate_config
 
 if TYPE_CHECKING:
     from perceiver_calc.sweep import Sweep, SweepResult
+    from perceiver_calc.sweep_io import Block
     from perceiver_calc.workload import Workload
 
 __all__ = ["register"]
@@ -35,6 +36,8 @@ class OutFormat(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
+    jsonl = "jsonl"
+    parquet = "parquet"
 
 
 class TableJson(StrEnum):
@@ -49,7 +52,25 @@ VaryOpt = Annotated[
     typer.Option("--vary", help="FIELD=START:STOP:STEP or FIELD=V1,V2,... (repeatable)."),
 ]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model class.")]
-FormatOpt = Annotated[OutFormat, typer.Option("--format", "-f")]
+FormatOpt = Annotated[
+    OutFormat | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="table (default; a bounded summary), csv, json (one array, a row per line), "
+        "jsonl (JSON lines) or parquet (needs --output). With --output and no --format: "
+        "from the file's suffix.",
+    ),
+]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Write every row to this file (.csv, .json, .jsonl, .parquet), streamed, "
+        "replaced atomically; a summary goes to stderr.",
+    ),
+]
 _DEVICE_HELP = "GPU for step time and fit (perceiver_calc/devices.py): " + ", ".join(DEVICES)
 
 
@@ -60,108 +81,234 @@ def _workload(options: WorkloadOptions) -> Workload:
         _fail(f"error: {err}", 2)
 
 
+def _axes(vary: list[str]) -> dict[str, list[Any]]:
+    from perceiver_calc.sweep import parse_values
+
+    axes: dict[str, list[Any]] = {}
+    for spec in vary:
+        name, sep, values = spec.partition("=")
+        if not sep:
+            raise ValueError(f"--vary {spec!r}: expected FIELD=VALUES")
+        try:
+            axes[name.strip()] = parse_values(values)
+        except ValueError as err:
+            raise ValueError(f"--vary {spec!r}: {err}") from None
+    return axes
+
+
+def _plan_output(fmt: OutFormat | None, output: Path | None) -> OutFormat:
+    """The output format, checked before any work (exit 2): --output's path is writable and
+    its suffix fits the format; parquet goes to a file (never binary to a terminal) and needs
+    pyarrow."""
+    from perceiver_calc.output import check_output_path
+    from perceiver_calc.sweep_io import FILE_SUFFIXES, check_parquet_extra
+
+    if fmt is None:
+        fmt = OutFormat.table
+        if output is not None:
+            by_suffix = [f for f, sfx in FILE_SUFFIXES.items() if output.suffix.lower() in sfx]
+            if not by_suffix:
+                known = ", ".join(x for sfx in FILE_SUFFIXES.values() for x in sfx)
+                _fail(
+                    f"error: --output {str(output)!r}: unknown file type "
+                    f"{output.suffix or '(no extension)'!r}; name it with one of {known} "
+                    "or give --format",
+                    2,
+                )
+            fmt = OutFormat(by_suffix[0])
+    if output is None:
+        if fmt is OutFormat.parquet:
+            _fail(
+                "error: --format parquet writes a binary file: give --output PATH "
+                "(e.g. -o sweep.parquet)",
+                2,
+            )
+        return fmt
+    if fmt is OutFormat.table:
+        _fail(
+            "error: --output writes csv, json, jsonl or parquet; the table format is for the "
+            "terminal (drop --format table, or name the format)",
+            2,
+        )
+    try:
+        check_output_path(output, FILE_SUFFIXES[fmt.value], "--output")
+        if fmt is OutFormat.parquet:
+            check_parquet_extra()
+    except PerceiverCalcError as err:
+        _fail(f"error: {err}", 2)
+    return fmt
+
+
+PROGRESS_ROWS = 2000
+"""Grids of at least this many rows show a progress bar (on stderr)."""
+
+
+class _Bar:
+    """A rich progress bar on stderr (stdout holds the rows and must stay clean), or nothing
+    for small grids."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.bar: Any = None
+
+    def __enter__(self) -> _Bar:
+        if self.total >= PROGRESS_ROWS:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.bar = Progress(console=Console(stderr=True), transient=True)
+            self.bar.__enter__()
+            self.task = self.bar.add_task("sweeping", total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def update(self, done: int, _total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done)
+
+
 def _sweep(path: Path, vary: list[str], model: str | None, wl: Workload) -> SweepResult:
+    """The whole grid evaluated at once (fit and --plot need every row)."""
     # numpy and the sweep machinery load only when a planning command runs: `report` stays
     # quick to start.
-    from perceiver_calc.sweep import evaluate, grid, parse_values
+    from perceiver_calc.sweep import evaluate, grid
 
     try:
-        axes: dict[str, list[Any]] = {}
-        for spec in vary:
-            name, sep, values = spec.partition("=")
-            if not sep:
-                raise ValueError(f"--vary {spec!r}: expected FIELD=VALUES")
-            axes[name.strip()] = parse_values(values)
-        sw: Sweep = grid(load_config(locate(path)), axes, model=model, workload=wl)
+        sw: Sweep = grid(load_config(locate(path)), _axes(vary), model=model, workload=wl)
     except ConfigError as err:
         _fail(f"error: {path}: {err}", 2)
     except (PerceiverCalcError, ValueError) as err:
         _fail(f"error: {err}", 2)
-    if len(sw) < 2000:
-        return evaluate(sw)
-    from rich.console import Console
-    from rich.progress import Progress
-
-    # progress on stderr: stdout holds the rows (CSV, JSON) and must stay clean
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("sweeping", total=len(sw))
-        return evaluate(sw, progress=lambda done, _n: bar.update(task, completed=done))
+    with _Bar(len(sw)) as bar:
+        return evaluate(sw, progress=bar.update if bar.bar is not None else None)
 
 
 TABLE_ROWS = 50
 """The table format shows at most this many valid rows and invalid reasons (the first ones);
-csv and json give every row."""
+csv, json, jsonl and parquet give every row."""
 
 
-def _render(res: SweepResult, rows: list[int], fmt: OutFormat, title: str) -> None:
-    from perceiver_calc.sweep import CHUNK_ROWS, COUNTS
+def _emit(
+    blocks: Iterable[Block],
+    names: list[str],
+    kinds: dict[str, Any],
+    fmt: OutFormat,
+    output: Path | None,
+    title: Callable[[SweepResult, int], str],
+) -> None:
+    """Write the blocks' rows in ``fmt``: to stdout, or streamed to ``output`` through a
+    temporary file renamed over it once complete (a failure leaves an existing file as it
+    was)."""
+    from perceiver_calc import sweep_io
 
-    names = list(res.sweep.columns)
-    every = len(rows) == len(res)
-    if fmt is OutFormat.json:
-        data = res.rows() if every else [res.row(i) for i in rows]
-        typer.echo(json.dumps(data, indent=2))
+    if fmt is OutFormat.table:
+        _table(blocks, names, title)
         return
-    if fmt is OutFormat.csv:
-        # streamed: one block of rows converted and written at a time (bounded memory)
-        out = sys.stdout
-        w = csv.DictWriter(out, fieldnames=[*names, "valid", *COUNTS, "reason"])
-        w.writeheader()
-        if every:
-            for start in range(0, len(res), CHUNK_ROWS):
-                w.writerows(res.iter_rows(start, min(start + CHUNK_ROWS, len(res))))
+    written = [0, 0]  # rows, valid rows
+
+    def counted() -> Iterator[Block]:
+        for res, rows in blocks:
+            written[0] += len(res) if rows is None else len(rows)
+            written[1] += int(res.valid.sum() if rows is None else res.valid[rows].sum())
+            yield res, rows
+
+    def write_text(out: IO[str]) -> None:
+        if fmt is OutFormat.csv:
+            sweep_io.write_csv(counted(), names, out)
         else:
-            w.writerows(res.row(i) for i in rows)
-        out.flush()
+            sweep_io.write_json(counted(), names, out, lines=fmt is OutFormat.jsonl)
+
+    if output is None:
+        write_text(sys.stdout)
         return
-    console = _stdout()
+    from perceiver_calc.output import replace_atomically
+
+    def write_file(tmp: Path) -> None:
+        if fmt is OutFormat.parquet:
+            sweep_io.write_parquet(counted(), kinds, tmp)
+            return
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            write_text(fh)
+
+    try:
+        replace_atomically(output, write_file)
+    except PerceiverCalcError as err:
+        _fail(f"error: {err}", 2)
+    typer.echo(
+        f"wrote {written[0]:,} rows ({written[1]:,} valid) to {output} ({fmt.value})", err=True
+    )
+
+
+def _table(
+    blocks: Iterable[Block], names: list[str], title: Callable[[SweepResult, int], str]
+) -> None:
+    """A bounded summary: the first :data:`TABLE_ROWS` valid rows and invalid reasons, and how
+    many there are in all (rows past those are counted, never converted)."""
+    import numpy as np
     from rich.table import Table
 
-    table = Table(title=title, box=None)
+    shown: list[dict[str, Any]] = []
+    invalid: list[str] = []
+    n_rows = n_valid = 0
+    last: SweepResult | None = None
+    for res, rows in blocks:
+        last = res
+        idx = np.arange(len(res)) if rows is None else rows
+        valid = res.valid[idx]
+        n_rows += len(idx)
+        n_valid += int(valid.sum())
+        for i in idx[valid][: TABLE_ROWS - len(shown)].tolist():
+            shown.append(res.row(i))
+        for i in idx[~valid][: TABLE_ROWS - len(invalid)].tolist():
+            row = res.row(i)
+            vals = ", ".join(f"{n}={_cell(row[n])}" for n in names)
+            invalid.append(f"  {vals}: {row['reason']}")
+    console = _stdout()
+    table = Table(title=title(last, n_rows) if last is not None else None, box=None)
     for n in names:
         table.add_column(n, justify="right")
     for c in ("params", "forward_flops", "training_flops", "memory_bytes"):
         table.add_column(c, justify="right")
-    shown = 0
-    invalid: list[str] = []
-    n_valid = 0
-    for i in rows:
-        valid = bool(res.valid[i])
-        n_valid += valid
-        if valid and shown < TABLE_ROWS:
-            row = res.row(i)
-            table.add_row(
-                *(str(row[n]) for n in names),
-                f"{row['params']:,}",
-                f"{row['forward_flops']:.3e}",
-                f"{row['training_flops']:.3e}",
-                f"{row['memory_bytes'] / 2**30:.2f} GiB",
-            )
-            shown += 1
-        elif not valid and len(invalid) < TABLE_ROWS:
-            row = res.row(i)
-            vals = ", ".join(f"{n}={row[n]}" for n in names)
-            invalid.append(f"  {vals}: {row['reason']}")
-        if shown >= TABLE_ROWS and len(invalid) >= TABLE_ROWS and len(rows) > 10 * TABLE_ROWS:
-            # a bounded summary: count the rest without converting them
-            n_valid = int(res.valid[rows].sum())
-            break
+    for row in shown:
+        table.add_row(
+            *(_cell(row[n]) for n in names),
+            f"{row['params']:,}",
+            f"{row['forward_flops']:.3e}",
+            f"{row['training_flops']:.3e}",
+            f"{row['memory_bytes'] / 2**30:.2f} GiB",
+        )
     console.print(table)
-    n_invalid = len(rows) - n_valid
-    if shown < n_valid:
+    n_invalid = n_rows - n_valid
+    every = "--format csv or json gives all rows, -o FILE.csv|.json|.jsonl|.parquet writes them"
+    if len(shown) < n_valid:
         console.print(
-            f"(first {shown} of {n_valid:,} valid rows shown; --format csv or json gives all)",
-            markup=False,
+            f"(first {len(shown)} of {n_valid:,} valid rows shown; {every})", markup=False
         )
     if invalid:
         console.print(f"invalid ({n_invalid:,}):", markup=False)
         for line in invalid:
             console.print(line, markup=False)
         if len(invalid) < n_invalid:
-            console.print(
-                f"  ... {n_invalid - len(invalid):,} more (--format csv or json gives all)",
-                markup=False,
-            )
+            console.print(f"  ... {n_invalid - len(invalid):,} more ({every})", markup=False)
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, tuple | list):
+        return "x".join(str(x) for x in v)
+    return str(v)
+
+
+def _kinds(axes: dict[str, list[Any]]) -> dict[str, Any]:
+    from perceiver_calc.sweep_io import column_kinds
+
+    return dict(column_kinds(axes))
+
+
+def _sweep_title(res: SweepResult, n_rows: int) -> str:
+    return f"{res.sweep.model}: {n_rows:,} configs"
 
 
 def _check_plot(out: Path | None) -> None:
@@ -199,18 +346,52 @@ def register(app: typer.Typer) -> None:
         vary: VaryOpt,
         workload: WorkloadOptions,
         model: ModelOpt = None,
-        format: FormatOpt = OutFormat.table,
+        format: FormatOpt = None,
+        output: OutputOpt = None,
         plot: Annotated[
             Path | None, typer.Option("--plot", help="out.png, out.svg or out.pdf")
         ] = None,
     ) -> None:
-        """Counts for every config of a grid; invalid points listed with their reason."""
+        """Counts for every config of a grid; invalid points listed with their reason.
+
+        --vary takes FIELD=START:STOP[:STEP], FIELD=V1,V2,... or FIELD='[JSON array]';
+        list values as AxB (image_size=224x224,384x384). Every row is evaluated and written
+        block by block, in bounded memory (a grid of 10^7 rows streams to a file)."""
+        fmt = _plan_output(format, output)
         _check_plot(plot)
         wl = _workload(workload)
-        res = _sweep(path, vary, model, wl)
-        _render(res, list(range(len(res))), format, f"{res.sweep.model}: {len(res)} configs")
-        if plot is not None:
+        if plot is not None:  # the plot needs every row at once
+            res = _sweep(path, vary, model, wl)
+            axes = _axes(vary)
+            _emit([(res, None)], list(axes), _kinds(axes), fmt, output, _sweep_title)
             _plot(res, plot)
+            return
+        from perceiver_calc.sweep_io import evaluate_blocks
+
+        try:
+            axes = _axes(vary)
+            cfg = load_config(locate(path))
+            total = math.prod(len(v) for v in axes.values())
+            with _Bar(total) as bar:
+                results = evaluate_blocks(
+                    cfg,
+                    axes,
+                    model=model,
+                    workload=wl,
+                    progress=bar.update if bar.bar is not None else None,
+                )
+                _emit(
+                    ((r, None) for r in results),
+                    list(axes),
+                    _kinds(axes),
+                    fmt,
+                    output,
+                    _sweep_title,
+                )
+        except ConfigError as err:
+            _fail(f"error: {path}: {err}", 2)
+        except (PerceiverCalcError, ValueError) as err:
+            _fail(f"error: {err}", 2)
 
     @app.command()
     # fit is about training: --mode is not offered, the workload trains
@@ -223,22 +404,35 @@ def register(app: typer.Typer) -> None:
         max_flops: Annotated[int | None, typer.Option("--max-flops")] = None,
         max_memory: Annotated[int | None, typer.Option("--max-memory")] = None,
         model: ModelOpt = None,
-        format: FormatOpt = OutFormat.table,
+        format: FormatOpt = None,
+        output: OutputOpt = None,
         plot: Annotated[
             Path | None, typer.Option("--plot", help="out.png, out.svg or out.pdf")
         ] = None,
     ) -> None:
         """Configs within budget (training FLOPs per step, training memory), and the Pareto
-        front: most parameters for the least compute."""
+        front: most parameters for the least compute (the rows printed or written)."""
+        import numpy as np
+
         from perceiver_calc.plan import fit as fit_rows
 
+        fmt = _plan_output(format, output)
         _check_plot(plot)
         wl = _workload(workload)
         res = _sweep(path, vary, model, wl)
         found = fit_rows(res, max_params=max_params, max_flops=max_flops, max_memory=max_memory)
-        if format is OutFormat.table:
-            _stdout().print(f"{len(found.within)} of {len(res)} configs within budget")
-        _render(res, found.pareto, format, "Pareto front: most params for least training FLOPs")
+        if fmt is OutFormat.table:
+            _stdout().print(f"{len(found.within):,} of {len(res):,} configs within budget")
+        axes = _axes(vary)
+        front = np.asarray(found.pareto, dtype=np.int64)
+        _emit(
+            [(res, front)],
+            list(axes),
+            _kinds(axes),
+            fmt,
+            output,
+            lambda _r, _n: "Pareto front: most params for least training FLOPs",
+        )
         if plot is not None:
             _plot(res, plot, found.pareto)
 

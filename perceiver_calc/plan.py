@@ -81,16 +81,20 @@ class FitResult(BaseModel):
 
 def pareto_front(maximize: npt.NDArray[Any], minimize: npt.NDArray[Any]) -> list[int]:
     """Indices not dominated by another (no other has >= maximize and <= minimize, one
-    strictly); ties keep the first. Sorted by ``minimize``. O(n log n)."""
+    strictly); ties keep the first. Sorted by ``minimize``. O(n log n), on arrays: after
+    sorting by ``minimize`` ascending (then ``maximize`` descending, stable), a point is on
+    the front exactly when its ``maximize`` beats the running maximum of those before it."""
+    maximize = np.asarray(maximize)
+    minimize = np.asarray(minimize)
     n = len(maximize)
+    if n == 0:
+        return []
     order = np.lexsort((-maximize, minimize))  # by minimize asc, then maximize desc
-    front: list[int] = []
-    best: Any = None
-    for i in order.tolist():
-        if best is None or maximize[i] > best:
-            front.append(i)
-            best = maximize[i]
-    assert len(front) <= n
+    m = maximize[order]
+    keep = np.ones(n, dtype=bool)
+    if n > 1:
+        keep[1:] = m[1:] > np.maximum.accumulate(m)[:-1]
+    front: list[int] = order[keep].tolist()
     return front
 
 

@@ -41,7 +41,9 @@ values that depend on one swept field cost that field's size; sums add same-shap
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -63,6 +65,7 @@ __all__ = [
     "WORKLOAD_FIELDS",
     "Sweep",
     "SweepResult",
+    "check_grid_size",
     "clear_fit_cache",
     "evaluate",
     "evaluate_scalar",
@@ -185,11 +188,24 @@ def _build(
 
 
 def parse_values(spec: str) -> list[Any]:
-    """``START:STOP:STEP`` (STOP included when the step lands on it) or ``V1,V2,...``.
+    """The values of one ``--vary FIELD=SPEC``:
 
-    Values are JSON-ish: integers, ``null``/``none``, ``true``/``false``, strings.
+    * ``START:STOP:STEP`` or ``START:STOP`` (integers; STOP included when the step lands on it);
+    * ``V1,V2,...``: integers, ``null``/``none``, ``true``/``false``, strings, and lists of
+      integers written ``AxB`` or ``AxBxC...`` (``image_size=224x224,384x384``,
+      ``train_size=368x496``, ``output_shape=1x16x224x224``), given as tuples;
+    * a JSON array of values, e.g. ``[[224, 224], [384, 384]]`` or ``[64, null]`` (a list in
+      it is a tuple).
     """
     spec = spec.strip()
+    if spec.startswith("["):
+        try:
+            data = json.loads(spec)
+        except ValueError as err:
+            raise ValueError(f"{spec!r} is not a JSON array: {err}") from None
+        if not isinstance(data, list) or not data:
+            raise ValueError(f"{spec!r}: a JSON array of values needs at least one value")
+        return [_tupled(v) for v in data]
     if ":" in spec and "," not in spec:
         parts = spec.split(":")
         if len(parts) not in (2, 3) or not all(p.strip().lstrip("-").isdigit() for p in parts):
@@ -209,11 +225,22 @@ def parse_values(spec: str) -> list[Any]:
             out.append(low == "true")
         elif t.lstrip("-").isdigit():
             out.append(int(t))
+        elif _SHAPE.fullmatch(t):
+            out.append(tuple(int(p) for p in low.split("x")))
         elif t:
             out.append(t)
     if not out:
         raise ValueError(f"no values in {spec!r}")
     return out
+
+
+_SHAPE = re.compile(r"\d+(?:[xX]\d+)+")
+"""``224x224``: a list-valued field's value in ``--vary`` (and in CSV output)."""
+
+
+def _tupled(v: Any) -> Any:
+    """JSON lists as tuples: hashable (distinct values, fit keys) and as the config stores."""
+    return tuple(_tupled(x) for x in v) if isinstance(v, list) else v
 
 
 def _column(values: Sequence[Any]) -> npt.NDArray[Any]:
@@ -223,6 +250,19 @@ def _column(values: Sequence[Any]) -> npt.NDArray[Any]:
     arr = np.empty(len(values), dtype=object)
     arr[:] = list(values)
     return arr
+
+
+def check_grid_size(axes: Mapping[str, Sequence[Any]]) -> int:
+    """The number of rows of the grid of ``axes``; over :data:`MAX_ROWS` raises
+    ``ValueError`` with the size, before any row is built."""
+    n = math.prod(len(v) for v in axes.values())
+    if n > MAX_ROWS:
+        shape = " x ".join(f"{len(axes[k]):,} {k}" for k in axes)
+        raise ValueError(
+            f"the grid has {n:,} rows ({shape}); the limit is {MAX_ROWS:,}: sweep fewer values "
+            "or split the sweep"
+        )
+    return n
 
 
 def grid(
@@ -245,13 +285,7 @@ def grid(
             )
     names = list(axes)
     sizes = [len(axes[n]) for n in names]
-    n = math.prod(sizes)
-    if n > MAX_ROWS:
-        shape = " x ".join(f"{len(axes[k]):,} {k}" for k in names)
-        raise ValueError(
-            f"the grid has {n:,} rows ({shape}); the limit is {MAX_ROWS:,}: sweep fewer values "
-            "or split the sweep"
-        )
+    n = check_grid_size(axes)
     idx = np.indices(sizes).reshape(len(sizes), n) if names else np.zeros((0, 1), np.int64)
     columns: dict[str, npt.NDArray[Any]] = {}
     distinct: dict[str, tuple[npt.NDArray[Any], IntArray]] = {}
