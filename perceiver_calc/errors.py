@@ -18,7 +18,9 @@ apart. Text shape (pinned by tests)::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 __all__ = ["ConfigError", "Finding", "InputError", "PerceiverCalcError", "short_repr"]
@@ -40,14 +42,19 @@ class Finding:
     """Stable identifier, e.g. ``heads_divide_qk_channels``; tests and scripts match on it."""
     fields: tuple[str, ...]
     """The config fields involved, HF names (``qk_channels``, ``num_cross_attention_heads``)."""
-    values: dict[str, Any]
-    """field -> the value the config gave (or the resolved value, for derived widths)."""
+    values: Mapping[str, Any]
+    """field -> the value the config gave (or the resolved value, for derived widths);
+    read-only (a ``MappingProxyType`` over a private copy, whatever mapping was passed)."""
     module: str | None
     """transformers module path that gets the width, e.g. ``perceiver.encoder.cross_attention``."""
     rule: str
     """What must hold, with the values filled in."""
     fix: str
     """What to do about it."""
+
+    def __post_init__(self) -> None:
+        # Results are deeply immutable (issue 12): the caller's dict is copied, then wrapped.
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
 
     def __str__(self) -> str:
         where = f" [{self.module}]" if self.module else ""

@@ -10,6 +10,7 @@ fuzz suite at the issue's scale (10,000 library mutants, 500 CLI runs with an ex
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -450,3 +451,28 @@ def test_huge_unknown_value_is_not_echoed_in_full(tmp_path: Path) -> None:
     (finding,) = [f for f in json.loads(result.stdout)["findings"] if f["code"] == "unknown_key"]
     assert finding["values"]["zz"].startswith("'yyy") and finding["values"]["zz"].endswith("...")
     assert len(finding["values"]["zz"]) == 200
+
+
+def test_results_are_read_only() -> None:
+    """Issue 12: a planning script cannot corrupt a result (or a cached one) by assigning into
+    it: the per-module maps and a finding's values are read-only views."""
+    config = pc.load_config(json.loads(TINY.read_text()))
+    resolved = pc.resolve(config)
+    workload = pc.Workload(mode="training")
+    maps = [
+        pc.count_params(resolved).by_module,
+        pc.count_flops(resolved, workload).by_module,
+        pc.count_memory(resolved, workload).by_module,
+    ]
+    with pytest.raises(pc.ConfigError) as err:
+        pc.resolve(pc.load_config({"d_latents": 7}))
+    maps += [f.values for f in err.value.findings]
+    for mapping in maps:
+        key = next(iter(mapping))
+        with pytest.raises(TypeError):
+            mapping[key] = 0  # type: ignore[index]
+    given = {"d_latents": 7}
+    finding = err.value.findings[0]
+    copy = dataclasses.replace(finding, values=given)
+    given["d_latents"] = 8  # the caller's dict is copied, not wrapped
+    assert copy.values == {"d_latents": 7}
