@@ -21,7 +21,7 @@ import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -55,16 +55,8 @@ ModelClass = Literal[
     "PerceiverForOpticalFlow",
     "PerceiverForMultimodalAutoencoding",
 ]
-MODEL_CLASSES: tuple[ModelClass, ...] = (
-    "PerceiverModel",
-    "PerceiverForMaskedLM",
-    "PerceiverForSequenceClassification",
-    "PerceiverForImageClassificationLearned",
-    "PerceiverForImageClassificationFourier",
-    "PerceiverForImageClassificationConvProcessing",
-    "PerceiverForOpticalFlow",
-    "PerceiverForMultimodalAutoencoding",
-)
+MODEL_CLASSES: tuple[ModelClass, ...] = get_args(ModelClass)
+"""The class names, in the Literal's order (their table: perceiver_calc.classes.CLASSES)."""
 
 # Largest size accepted for any single dimension. torch stores sizes as int64 and a tensor's
 # element count must fit in int64 too; a 2**31 - 1 bound per dimension keeps every product of
