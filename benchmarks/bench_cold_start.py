@@ -82,10 +82,10 @@ import perceiver_calc.resolve, perceiver_calc.flops, perceiver_calc.memory, perc
 import perceiver_calc.hub, perceiver_calc.cli_fast, perceiver_calc.cli
 step("perceiver_calc rest (resolve, flops, memory, report, CLI entry)")
 from pathlib import Path
-from perceiver_calc.cli_fast import _workload, build, WORKLOAD
+from perceiver_calc.cli_fast import _workload, build
 from perceiver_calc.report import render_json
 p = Path(sys.argv[1])
-rep = build(p, None, False, _workload({s.dest: s.default for s in WORKLOAD.values()}), False)
+rep = build(p, None, False, lambda: _workload({}))  # report with no workload option
 text = render_json(rep)
 step("the work: read, validate, resolve, count, render JSON")
 print(json.dumps(_rows), file=sys.stderr)
