@@ -1,266 +1,80 @@
-"""``perceiver-calc``: a thin command line over the library.
+"""``perceiver-calc``: the console-script entry point.
 
-Parse, call the library, render, map errors to exit codes:
+:func:`main` runs the common command lines (``report``, ``explain``, ``validate`` on a local
+config) with :mod:`perceiver_calc.cli_fast`, which does not import typer; everything else, and
+every run that fails, goes to the typer app (:mod:`perceiver_calc.cli_app`, also reachable as
+``perceiver_calc.cli.app``). Both give the same output and exit status (tests/test_cli_fast.py).
+
+Exit codes:
 
 * 0: success;
 * 2: bad input (unreadable path, malformed JSON, invalid config, bad option): a message on
   stderr, no traceback;
 * 1: an internal error (a bug in perceiver-calc): a short message on stderr.
 
-This module must not import torch (a test checks it).
+This module imports nothing at import time beyond the standard library's ``sys``: the
+report path has an import-time budget (tests/test_import_budget.py), and it must never import
+torch (tests/test_cli.py).
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable
-from enum import StrEnum
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import typer
+if TYPE_CHECKING:  # at run time, __getattr__ below
+    from perceiver_calc.cli_app import ConventionChoice, Format, app
 
-from perceiver_calc.cli_device import register as register_device_commands
-from perceiver_calc.cli_options import WorkloadOptions, workload_options
-from perceiver_calc.cli_plan import register as register_planning_commands
-from perceiver_calc.console import fail as _fail
-from perceiver_calc.console import stdout as _stdout
-from perceiver_calc.errors import ConfigError, InputError, PerceiverCalcError
-from perceiver_calc.hub import locate
-from perceiver_calc.resolve import validate as validate_config
+__all__ = ["ConventionChoice", "Format", "app", "main"]
 
-# The report (and through it the FLOP and memory counts) and rich are imported by the commands
-# that use them, so that `validate` loads neither (tests/test_import_budget.py).
-if TYPE_CHECKING:
-    from perceiver_calc.report import Report
-    from perceiver_calc.resolve import ResolvedModel
-
-T = TypeVar("T")
-
-app = typer.Typer(
-    name="perceiver-calc",
-    help=(
-        "Validate Perceiver configs (Hugging Face transformers: a config.json, a folder or a "
-        "hub id) and count their exact parameters, FLOPs and training/inference memory by "
-        "module, without building the model; sweep and fit configs, plan multi-GPU training "
-        "(DDP, ZeRO, FSDP), and check or benchmark the counts against a real model (torch)."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+# The typer app's names that ``perceiver_calc.cli`` has always exported (tests, docs).
+_FROM_APP = frozenset(__all__) - {"main"}
 
 
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-    markdown = "markdown"
+def main(*, fast: bool = True) -> None:
+    """Console-script entry point: exit 1 with a short message on internal errors.
 
-
-class ConventionChoice(StrEnum):
-    """perceiver_calc.conventions.CONVENTIONS (tests/test_papers.py checks they agree)."""
-
-    flopcounter = "flopcounter"
-    paper = "paper"
-    macs = "macs"
-    no_attention = "no-attention"
-    io_half = "io-half"
-
-
-PathArg = Annotated[
-    Path,
-    typer.Argument(
-        help=(
-            "A config.json, a folder holding one (as saved by transformers), a hub cache folder "
-            "(models--org--name), or a Hugging Face model id (org/name: the local cache first, "
-            "then only config.json is downloaded unless HF_HUB_OFFLINE is set)."
-        ),
-        show_default=False,
-    ),
-]
-ModelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        help="Model class (default: the config's architectures[0], else PerceiverForMaskedLM).",
-    ),
-]
-StrictOpt = Annotated[
-    bool, typer.Option("--strict", help="Treat keys PerceiverConfig does not know as errors.")
-]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
-ConventionOpt = Annotated[
-    ConventionChoice,
-    typer.Option(
-        "--convention",
-        help=(
-            "Also show the forward FLOPs under a named convention (docs/conventions.md): "
-            "paper (Perceiver IO App. D), macs, no-attention, io-half. The exact counts "
-            "(flopcounter) are always shown unchanged."
-        ),
-    ),
-]
-RevisionOpt = Annotated[
-    str | None,
-    typer.Option("--revision", help="For a hub id or cache folder: a branch, tag or commit."),
-]
-
-
-def _build(
-    path: Path,
-    model: str | None,
-    strict: bool,
-    workload: WorkloadOptions | None = None,
-    revision: str | None = None,
-) -> Report:
-    from perceiver_calc.report import build_report
-
-    resolved = validate_config(locate(path, revision), model, strict=strict)
-    wl = workload.build() if workload is not None else None
-    return build_report(
-        resolved,
-        source=str(path),
-        workload=wl,
-        # The user chose an input when they gave any workload option, even at its default
-        # value: the Workload's fields set (a command without defaults of its own, as report,
-        # sets only what the user gave). A workload transformers would fail on is then an
-        # error, not a warning.
-        workload_explicit=wl is not None and bool(wl.model_fields_set),
-    )
-
-
-def _guard(
-    path: Path,
-    model: str | None,
-    strict: bool,
-    workload: WorkloadOptions | None = None,
-    revision: str | None = None,
-) -> Report:
-    """Build the report, turning every expected failure into exit status 2."""
-    return _guarded(path, lambda: _build(path, model, strict, workload, revision))
-
-
-def _guarded(path: Path, build: Callable[[], T]) -> T:
-    """``build()``, turning every expected failure into exit status 2."""
+    ``fast=False`` skips :mod:`perceiver_calc.cli_fast` (the tests compare both paths).
+    """
     try:
-        return build()
-    except ConfigError as err:
-        _fail(f"error: {path}: {err}", 2)
-    except PerceiverCalcError as err:
-        _fail(f"error: {err}", 2)
-    except (RecursionError, MemoryError) as err:  # absurd input, e.g. deeply nested JSON
-        _fail(f"error: {path}: input too large or too deeply nested ({type(err).__name__})", 2)
+        if fast:
+            from perceiver_calc.cli_fast import run
 
+            if run(sys.argv[1:]):
+                return
+        from perceiver_calc.cli_app import app
 
-@app.command()
-@workload_options()
-def report(
-    path: PathArg,
-    workload: WorkloadOptions,
-    model: ModelOpt = None,
-    strict: StrictOpt = False,
-    revision: RevisionOpt = None,
-    format: FormatOpt = Format.table,
-    convention: ConventionOpt = ConventionChoice.flopcounter,
-) -> None:
-    """Resolved dimensions, parameters, FLOPs and memory by module, and findings."""
-    rep = _guard(path, model, strict, workload, revision)
-    from perceiver_calc.report import render_json, render_markdown, render_table
-
-    if format is Format.json:
-        text = render_json(rep)
-        if convention is not ConventionChoice.flopcounter and rep.flops is not None:
-            from perceiver_calc.conventions import convention_data
-
-            data = json.loads(text)
-            data["flops_convention"] = convention_data(rep.flops, convention.value)
-            text = json.dumps(data, indent=2)
-        typer.echo(text)
-    elif format is Format.markdown:
-        typer.echo(render_markdown(rep), nl=False)
-    else:
-        render_table(rep, _stdout())
-    if format is not Format.json and convention is not ConventionChoice.flopcounter:
-        from perceiver_calc.conventions import convention_lines
-
-        if rep.flops is None:
-            typer.echo(f"convention: {convention.value}: no FLOPs (no valid workload)")
-        else:
-            for line in convention_lines(rep.flops, convention.value):
-                typer.echo(line)
-
-
-@app.command()
-def explain(
-    path: PathArg,
-    model: ModelOpt = None,
-    strict: StrictOpt = False,
-    revision: RevisionOpt = None,
-    format: FormatOpt = Format.table,
-) -> None:
-    """Every module's dimensions with where each came from (field, default, hardcoded, rule)."""
-    from perceiver_calc.report import render_explain, render_explain_markdown, report_data
-
-    rep = _guard(path, model, strict, revision=revision)
-    if format is Format.json:
-        data = report_data(rep, include=frozenset({"model", "dimensions", "findings"}))
-        # ensure_ascii=False: as pydantic's model_dump_json wrote it before.
-        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
-    elif format is Format.markdown:
-        typer.echo(render_explain_markdown(rep), nl=False)
-    else:
-        render_explain(rep, _stdout())
-
-
-@app.command()
-def validate(
-    path: PathArg,
-    model: ModelOpt = None,
-    strict: StrictOpt = False,
-    revision: RevisionOpt = None,
-) -> None:
-    """Check a config; print its findings. Exit 0 when valid, 2 when not."""
-
-    def check() -> tuple[ResolvedModel, int]:
-        from perceiver_calc.params import count_params
-
-        resolved = validate_config(locate(path, revision), model, strict=strict)
-        return resolved, count_params(resolved).total
-
-    # No report is built: the findings are the resolved model's (a report without a workload
-    # adds none), and the FLOP and memory modules are never imported.
-    resolved, total = _guarded(path, check)
-    # Plain lines, no rich: one line per finding (a terminal wraps them), and nothing in a
-    # path or a rule is read as markup.
-    typer.echo(f"{path}: valid {resolved.model} ({total:,} parameters)")
-    for f in resolved.findings:
-        typer.echo(f"  {f.severity}: {f}")
-
-
-register_planning_commands(app)  # sweep, fit, compare, plan
-register_device_commands(app)  # check, bench (torch, imported only when they run)
-
-
-def main() -> None:
-    """Console-script entry point: exit 1 with a short message on internal errors."""
-    try:
         app()
     except SystemExit:
         raise
     except KeyboardInterrupt:
         sys.exit(130)
-    except InputError as err:  # pragma: no cover - commands catch these themselves
-        _fail(f"error: {err}", 2)
     except Exception as err:
         from rich.console import Console
 
+        from perceiver_calc.errors import InputError
+
+        if isinstance(err, InputError):  # pragma: no cover - commands catch these themselves
+            Console(stderr=True, highlight=False, soft_wrap=True).print(
+                f"error: {err}", markup=False
+            )
+            sys.exit(2)
         Console(stderr=True).print(
             f"internal error: {type(err).__name__}: {err}\n"
             "This is a bug in perceiver-calc; please report it with the config that caused it.",
             markup=False,
         )
         sys.exit(1)
+
+
+def __getattr__(name: str) -> Any:
+    # ``from perceiver_calc.cli import app`` (tests, docs/gen_cli_doc.py) builds the typer app
+    # on first use, so that the console script does not when cli_fast handles the command.
+    if name in _FROM_APP:
+        from perceiver_calc import cli_app
+
+        return getattr(cli_app, name)
+    raise AttributeError(f"module 'perceiver_calc.cli' has no attribute {name!r}")
 
 
 if __name__ == "__main__":

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NoReturn
 
-import typer
-
 if TYPE_CHECKING:
     from rich.console import Console
 
 __all__ = ["fail", "stdout"]
 
 
-# rich is imported when output is rendered, not at import: `report --format json` and
-# `validate` never load it (tests/test_import_budget.py).
+# rich is imported when output is rendered, and typer when a command fails, not at import:
+# `report --format json` and `validate` load neither (tests/test_import_budget.py).
 
 
 def stdout() -> Console:
@@ -31,6 +29,7 @@ def stdout() -> Console:
 
 
 def fail(message: str, code: int) -> NoReturn:
+    import typer
     from rich.console import Console
 
     Console(stderr=True, highlight=False, soft_wrap=True).print(message, markup=False)
