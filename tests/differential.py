@@ -52,11 +52,11 @@ import perceiver_calc as pc
 from perceiver_calc.config import HF_FIELDS
 from perceiver_calc.flops import count_flops
 from perceiver_calc.params import count_params
-from perceiver_calc.workload import Workload as CalcWorkload
 from perceiver_calc.workload import check_workload
 from tests import hf_truth
 from tests.hf_truth import LABEL_CLASSES, MODEL_CLASSES, Workload
 from tests.strategies import BREAKABLE_RULES, valid_config, workload_for
+from tests.test_flops import to_workload  # the harness workload as perceiver_calc's
 
 __all__ = [
     "MUTATIONS",
@@ -96,20 +96,6 @@ class Case:
 # --------------------------------------------------------------------------------------------
 # Workload as perceiver-calc spells it
 # --------------------------------------------------------------------------------------------
-
-
-def calc_workload(w: Workload) -> CalcWorkload:
-    """The harness's workload as perceiver_calc's (same names; training -> mode)."""
-    return CalcWorkload(
-        batch_size=w.batch_size,
-        seq_len=w.seq_len,
-        image_size=w.image_size,
-        num_frames=w.num_frames,
-        audio_samples=w.audio_samples,
-        subsampled_image_points=w.subsampled_image_points,
-        subsampled_audio_points=w.subsampled_audio_points,
-        mode="training" if w.training else "inference",
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,7 +426,7 @@ def our_verdict(case: Case) -> OurVerdict:
         return OurVerdict(False, list(err.errors))
     errors = [
         f
-        for f in [*resolved.findings, *check_workload(resolved, calc_workload(case.workload))]
+        for f in [*resolved.findings, *check_workload(resolved, to_workload(case.workload))]
         if f.severity == "error"
     ]
     return OurVerdict(not errors, errors, resolved)
@@ -646,7 +632,7 @@ def _compare_counts(case: Case, resolved: Any) -> tuple[str, str] | None:
         if n != hf_n:
             return "params", f"module {path}: ours {n} theirs {hf_n}"
     del hf
-    cw = calc_workload(w)
+    cw = to_workload(w)
     flops = count_flops(resolved, cw)
     fwd = hf_case_flops(case, backward=False)
     if flops.forward != fwd.total:
