@@ -529,8 +529,29 @@ def _from_dict(data: Mapping[str, Any], *, strict: bool) -> PerceiverConfig:
     for key in ("architectures", "train_size", "output_shape", "fourier_max_resolution"):
         if isinstance(fields.get(key), list):
             fields[key] = tuple(fields[key])
-    if isinstance(fields.get("image_size"), list):
-        fields["image_size"] = tuple(fields["image_size"])
+    image_size = fields.get("image_size")
+    if isinstance(image_size, list):
+        fields["image_size"] = tuple(image_size)
+    elif isinstance(image_size, tuple) and len(image_size) != 2:
+        # transformers types image_size ``int | list[int] | tuple[int, int]``
+        # (configuration_perceiver.py L104, checked by huggingface_hub's @strict): a list of any
+        # length is taken, a tuple only of two. JSON has no tuples; a library caller can pass one.
+        findings.append(
+            Finding(
+                severity="error",
+                code="type",
+                fields=("image_size",),
+                values={"image_size": _echo(image_size)},
+                module=None,
+                rule=(
+                    f"image_size (a tuple of {len(image_size)} items): a tuple must have exactly "
+                    "2 items "
+                    "(transformers' type is int | list[int] | tuple[int, int])"
+                ),
+                fix="give an int, a list, or a tuple of 2 (height, width)",
+            )
+        )
+        del fields["image_size"]
 
     try:
         config = PerceiverConfig.model_validate(

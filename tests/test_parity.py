@@ -201,6 +201,42 @@ def test_float_field_types(field: str, value: Any, accepted: bool) -> None:
         assert [f.fields for f in findings] == [(field,)]
 
 
+# --- 3b. image_size: a list of any length, a tuple only of two --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ((3,), False),
+        ((1, 2, 3), False),
+        ((), False),
+        ([3], True),
+        ([1, 2, 3], True),
+        ((3, 4), True),
+    ],
+)
+def test_image_size_tuple_length(value: Any, accepted: bool) -> None:
+    """transformers types image_size ``int | list[int] | tuple[int, int]`` (a CI run's fuzz case:
+    the Fourier classifier, which never reads image_size, with the tuple (3,))."""
+    model_class = "PerceiverForImageClassificationFourier"
+    config = {**SMALL, "image_size": value}
+    try:
+        transformers.PerceiverConfig(**config)
+    except Exception as exc:
+        assert type(exc).__name__ == "StrictDataclassFieldValidationError", exc
+        hf_accepts = False
+    else:
+        hf_accepts = True
+    assert hf_accepts == accepted
+    ok, findings = ours(model_class, config)
+    assert ok == accepted, findings
+    if not ok:
+        assert [f.fields for f in findings] == [("image_size",)]
+        assert str(findings[0]).startswith(
+            f"image_size (a tuple of {len(value)} items): a tuple must have exactly 2 items"
+        ), str(findings[0])
+
+
 # --- 4. num_labels vs id2label ---------------------------------------------------------------
 
 
