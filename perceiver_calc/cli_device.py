@@ -23,24 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from perceiver_calc.cli_options import (
-    AudioSamplesOpt,
-    BatchOpt,
-    CheckpointingOpt,
-    DtypeChoice,
-    DtypeOpt,
-    ImageSizeOpt,
-    ModeChoice,
-    ModeOpt,
-    NumFramesOpt,
-    OptimizerChoice,
-    OptimizerOpt,
-    SeqLenOpt,
-    SubAudioOpt,
-    SubImageOpt,
-    finite_positive,
-    make_workload,
-)
+from perceiver_calc.cli_options import WorkloadOptions, finite_positive, workload_options
 from perceiver_calc.console import fail as _fail
 from perceiver_calc.console import stdout as _stdout
 from perceiver_calc.errors import ConfigError, PerceiverCalcError
@@ -121,13 +104,17 @@ def _measure_module() -> ModuleType:
     return measure
 
 
-def _resolve(path: Path, model: str | None, wl: dict[str, Any]) -> tuple[ResolvedModel, Workload]:
-    """Config and workload, or exit 2 naming the problem (workload errors included)."""
+def _resolve(
+    path: Path, model: str | None, options: WorkloadOptions, *, mode: str | None = None
+) -> tuple[ResolvedModel, Workload]:
+    """Config and workload (``mode``, when given, in place of the options' mode), or exit 2
+    naming the problem (workload errors included)."""
     from perceiver_calc.workload import check_workload
 
     try:
         resolved = validate_config(locate(path), model)
-        workload = make_workload(**wl)
+        given = options.given if mode is None else {**options.given, "mode": mode}
+        workload = WorkloadOptions(given=given, defaults=options.defaults).build()
     except ConfigError as err:
         _fail(f"error: {path}: {err}", 2)
     except PerceiverCalcError as err:
@@ -626,8 +613,10 @@ def register(app: typer.Typer) -> None:
     """Add ``check`` and ``bench`` to ``app``."""
 
     @app.command()
+    @workload_options(mode="training")
     def check(
         path: PathArg,
+        workload: WorkloadOptions,
         model: ModelOpt = None,
         device: DeviceOpt = DeviceChoice.cpu,
         meta_only: Annotated[
@@ -636,40 +625,14 @@ def register(app: typer.Typer) -> None:
         ] = False,
         force: ForceOpt = False,
         format: FormatOpt = OutFormat.table,
-        batch_size: BatchOpt = 1,
-        seq_len: SeqLenOpt = None,
-        image_size: ImageSizeOpt = None,
-        num_frames: NumFramesOpt = None,
-        audio_samples: AudioSamplesOpt = None,
-        subsampled_image_points: SubImageOpt = None,
-        subsampled_audio_points: SubAudioOpt = None,
-        dtype: DtypeOpt = DtypeChoice.fp32,
-        mode: ModeOpt = ModeChoice.training,
-        optimizer: OptimizerOpt = OptimizerChoice.adamw,
-        checkpointing: CheckpointingOpt = False,
     ) -> None:
         """Analytic counts vs the reference model: parameters per module, FLOPs, activation
         bytes (exact: exit 1 on any mismatch) and peak memory (modelled, for comparison)."""
-        resolved, workload = _resolve(
-            path,
-            model,
-            {
-                "batch_size": batch_size,
-                "seq_len": seq_len,
-                "image_size": image_size,
-                "num_frames": num_frames,
-                "audio_samples": audio_samples,
-                "subsampled_image_points": subsampled_image_points,
-                "subsampled_audio_points": subsampled_audio_points,
-                "dtype": dtype,
-                # FLOPs and activations are checked on a training pass whatever --mode says
-                "mode": ModeChoice.training,
-                "optimizer": optimizer,
-                "checkpointing": checkpointing,
-            },
-        )
-        workload = workload.model_copy(update={"mode": mode.value})
-        res = run_check(resolved, workload, device=device.value, meta_only=meta_only, force=force)
+        # FLOPs and activations are checked on a training pass whatever --mode says (the
+        # workload's checks too); --mode chooses the peak memory compared
+        resolved, training = _resolve(path, model, workload, mode="training")
+        wl = training.model_copy(update={"mode": workload.given.get("mode", "training")})
+        res = run_check(resolved, wl, device=device.value, meta_only=meta_only, force=force)
         if format is OutFormat.json:
             typer.echo(json.dumps(res, indent=2))
         else:
@@ -678,8 +641,10 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
     @app.command()
+    @workload_options(mode="training")
     def bench(
         path: PathArg,
+        workload: WorkloadOptions,
         model: ModelOpt = None,
         device: DeviceOpt = DeviceChoice.cpu,
         warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs.")] = 2,
@@ -705,42 +670,15 @@ def register(app: typer.Typer) -> None:
         ] = None,
         force: ForceOpt = False,
         format: FormatOpt = OutFormat.table,
-        batch_size: BatchOpt = 1,
-        seq_len: SeqLenOpt = None,
-        image_size: ImageSizeOpt = None,
-        num_frames: NumFramesOpt = None,
-        audio_samples: AudioSamplesOpt = None,
-        subsampled_image_points: SubImageOpt = None,
-        subsampled_audio_points: SubAudioOpt = None,
-        dtype: DtypeOpt = DtypeChoice.fp32,
-        mode: ModeOpt = ModeChoice.training,
-        optimizer: OptimizerOpt = OptimizerChoice.adamw,
-        checkpointing: CheckpointingOpt = False,
     ) -> None:
         """Time forward passes and training steps of the reference model: latency,
         throughput, achieved FLOP/s, MFU and peak memory, predicted vs measured."""
         if peak_flops is not None and peak_flops <= 0:
             _fail(f"error: --peak-flops ({peak_flops}) must be positive", 2)
-        resolved, workload = _resolve(
-            path,
-            model,
-            {
-                "batch_size": batch_size,
-                "seq_len": seq_len,
-                "image_size": image_size,
-                "num_frames": num_frames,
-                "audio_samples": audio_samples,
-                "subsampled_image_points": subsampled_image_points,
-                "subsampled_audio_points": subsampled_audio_points,
-                "dtype": dtype,
-                "mode": mode,
-                "optimizer": optimizer,
-                "checkpointing": checkpointing,
-            },
-        )
+        resolved, wl = _resolve(path, model, workload)
         res = run_bench(
             resolved,
-            workload,
+            wl,
             device=device.value,
             warmup=warmup,
             repeats=repeats,

@@ -1,5 +1,5 @@
 """Command-line options shared by the commands that take a workload (report, sweep, fit,
-compare, plan, check, bench), and their conversion into a
+compare, plan, check, bench: every one takes every option), and their conversion into a
 :class:`~perceiver_calc.workload.Workload`.
 
 One table (:data:`WORKLOAD_OPTIONS`, one entry per Workload field) gives every option its
@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import Enum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -29,20 +29,8 @@ if TYPE_CHECKING:  # imported by make_workload: `validate` never builds a worklo
 
 __all__ = [
     "WORKLOAD_OPTIONS",
-    "AudioSamplesOpt",
-    "BatchOpt",
-    "CheckpointingOpt",
-    "DtypeOpt",
-    "ImageSizeOpt",
-    "ModeOpt",
-    "NumFramesOpt",
-    "OptimizerOpt",
-    "SeqLenOpt",
-    "SubAudioOpt",
-    "SubImageOpt",
     "WorkloadOptions",
     "make_workload",
-    "set_by_user",
     "workload_options",
 ]
 
@@ -116,29 +104,6 @@ WORKLOAD_OPTIONS: Mapping[str, _Spec] = MappingProxyType(
 )
 
 
-# The aliases below are for commands that list the options one by one (check, bench in
-# cli_device.py); the others take the whole group with @workload_options. The enums repeat
-# the Literal choices for those signatures (tests/test_front.py checks they are equal).
-class DtypeChoice(StrEnum):
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
-    mixed_bf16 = "mixed-bf16"
-    mixed_fp16 = "mixed-fp16"
-
-
-class ModeChoice(StrEnum):
-    inference = "inference"
-    training = "training"
-
-
-class OptimizerChoice(StrEnum):
-    sgd = "sgd"
-    sgd_momentum = "sgd-momentum"
-    adam = "adam"
-    adamw = "adamw"
-
-
 def _opt(name: str) -> Any:
     return WORKLOAD_OPTIONS[name].option(name)
 
@@ -150,30 +115,12 @@ def _annotated(name: str) -> Any:
     return Annotated[WORKLOAD_OPTIONS[name].type, _opt(name)]
 
 
-BatchOpt = Annotated[int, _opt("batch_size")]
-SeqLenOpt = Annotated[int | None, _opt("seq_len")]
-ImageSizeOpt = Annotated[str | None, _opt("image_size")]
-NumFramesOpt = Annotated[int | None, _opt("num_frames")]
-AudioSamplesOpt = Annotated[int | None, _opt("audio_samples")]
-SubImageOpt = Annotated[int | None, _opt("subsampled_image_points")]
-SubAudioOpt = Annotated[int | None, _opt("subsampled_audio_points")]
-DtypeOpt = Annotated[DtypeChoice, _opt("dtype")]
-ModeOpt = Annotated[ModeChoice, _opt("mode")]
-OptimizerOpt = Annotated[OptimizerChoice, _opt("optimizer")]
-CheckpointingOpt = Annotated[bool, _opt("checkpointing")]
-
 _GIVEN = frozenset({"COMMANDLINE", "ENVIRONMENT"})
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
     # typer vendors click: compare the parameter source by name
     return getattr(ctx.get_parameter_source(name), "name", None) in _GIVEN
-
-
-def set_by_user(ctx: typer.Context) -> set[str]:
-    """The workload options the user gave on the command line (or by environment), whatever
-    the value: ``--batch-size 1`` is a choice too (click's parameter sources)."""
-    return {name for name in WORKLOAD_OPTIONS if name in ctx.params and _given(ctx, name)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -394,8 +394,9 @@ def register(app: typer.Typer) -> None:
             _fail(f"error: {err}", 2)
 
     @app.command()
-    # fit is about training: --mode is not offered, the workload trains
-    @workload_options(omit=("mode",), mode="training")
+    # fit trains by default; with --mode inference the budgets and the front read the forward
+    # FLOPs and the inference peak (serving) instead of a training step's
+    @workload_options(mode="training")
     def fit(
         path: Path,
         vary: VaryOpt,
@@ -410,8 +411,10 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option("--plot", help="out.png, out.svg or out.pdf")
         ] = None,
     ) -> None:
-        """Configs within budget (training FLOPs per step, training memory), and the Pareto
-        front: most parameters for the least compute (the rows printed or written)."""
+        """Configs within budget (FLOPs, memory, parameters), and the Pareto front: most
+        parameters for the least compute (the rows printed or written). FLOPs and memory are a
+        training step's (--max-flops: training FLOPs per step), or with --mode inference a
+        forward pass's and the inference peak."""
         import numpy as np
 
         from perceiver_calc.plan import fit as fit_rows
@@ -420,7 +423,11 @@ def register(app: typer.Typer) -> None:
         _check_plot(plot)
         wl = _workload(workload)
         res = _sweep(path, vary, model, wl)
-        found = fit_rows(res, max_params=max_params, max_flops=max_flops, max_memory=max_memory)
+        # memory_bytes is already the mode's (training total or inference peak)
+        flops = "training_flops" if wl.mode == "training" else "forward_flops"
+        found = fit_rows(
+            res, max_params=max_params, max_flops=max_flops, max_memory=max_memory, flops=flops
+        )
         if fmt is OutFormat.table:
             _stdout().print(f"{len(found.within):,} of {len(res):,} configs within budget")
         axes = _axes(vary)
@@ -431,14 +438,15 @@ def register(app: typer.Typer) -> None:
             _kinds(axes),
             fmt,
             output,
-            lambda _r, _n: "Pareto front: most params for least training FLOPs",
+            lambda _r, _n: f"Pareto front: most params for least {flops.split('_')[0]} FLOPs",
         )
         if plot is not None:
             _plot(res, plot, found.pareto)
 
     @app.command()
-    # compared on a training step: --mode is not offered
-    @workload_options(omit=("mode",), mode="training")
+    # compared on a training step by default (memory_bytes: the step's total); --mode
+    # inference compares the inference peak
+    @workload_options(mode="training")
     def compare(
         paths: list[Path],
         workload: WorkloadOptions,
@@ -477,9 +485,10 @@ def register(app: typer.Typer) -> None:
         _stdout().print(f"{len(cmp.differing_dims)} dimensions differ; {same} are equal (hidden)")
 
     @app.command()
-    # plan trains, and shows every strategy with and without checkpointing: no --mode, no
-    # --checkpointing
-    @workload_options(omit=("mode", "checkpointing"), mode="training", dtype="mixed-bf16")
+    # plan trains: --mode takes only "training" (the flag is accepted so that every workload
+    # flag works on every command); --checkpointing/--no-checkpointing chooses the rows, which
+    # are both when neither is given
+    @workload_options(mode="training", dtype="mixed-bf16")
     def plan(
         path: Path,
         workload: WorkloadOptions,
@@ -492,17 +501,34 @@ def register(app: typer.Typer) -> None:
         model: ModelOpt = None,
         format: Annotated[TableJson, typer.Option("--format", "-f")] = TableJson.table,
     ) -> None:
-        """Per-GPU memory for DDP, ZeRO-1/2/3 and FSDP, step time and time to train."""
+        """Per-GPU memory for DDP, ZeRO-1/2/3 and FSDP, step time and time to train, with and
+        without activation checkpointing (or as --checkpointing/--no-checkpointing says)."""
         from perceiver_calc.plan import training_plan
 
+        if workload.given.get("mode", "training") != "training":
+            _fail(
+                f"error: --mode {workload.given['mode']}: plan plans training (memory per GPU "
+                "under each sharding strategy, step time); for inference use "
+                "`perceiver-calc report --mode inference`",
+                2,
+            )
         if samples is not None and device is None:
             _fail(
                 "error: --samples needs --device: the time to train comes from its peak FLOP/s", 2
             )
+        ckpt = workload.given.get("checkpointing")
         try:
             resolved = validate_config(locate(path), model)
             wl = _workload(workload)
-            tp = training_plan(resolved, wl, gpus=gpus, device=device, mfu=mfu, samples=samples)
+            tp = training_plan(
+                resolved,
+                wl,
+                gpus=gpus,
+                device=device,
+                mfu=mfu,
+                samples=samples,
+                checkpointing=None if ckpt is None else bool(ckpt),
+            )
         except ConfigError as err:
             _fail(f"error: {path}: {err}", 2)
         except (PerceiverCalcError, ValueError) as err:
@@ -546,15 +572,28 @@ def register(app: typer.Typer) -> None:
                 "-" if m.fits is None else ("yes" if m.fits else "NO"),
             )
         out.print(table)
-        if tp.step_seconds is not None:
-            ck = (tp.step_seconds_checkpointing or 0) * 1e3
-            out.print(
-                f"step: {tp.step_seconds * 1e3:.1f} ms ({ck:.1f} ms with checkpointing) "
-                f"at MFU {mfu:.0%} on {device}"
+        if tp.step_seconds is not None and tp.step_seconds_checkpointing is not None:
+            step = _per_choice(
+                tp.step_seconds * 1e3, tp.step_seconds_checkpointing * 1e3, "ms", tp.checkpointing
             )
-        if tp.train_seconds is not None:
-            out.print(
-                f"{samples:,} samples: {tp.steps:,} steps, "
-                f"{tp.train_seconds / 3600:.2f} h "
-                f"({(tp.train_seconds_checkpointing or 0) / 3600:.2f} h with checkpointing)"
+            out.print(f"step: {step} at MFU {mfu:.0%} on {device}")
+        if tp.train_seconds is not None and tp.train_seconds_checkpointing is not None:
+            hours = _per_choice(
+                tp.train_seconds / 3600,
+                tp.train_seconds_checkpointing / 3600,
+                "h",
+                tp.checkpointing,
             )
+            out.print(f"{samples:,} samples: {tp.steps:,} steps, {hours}")
+
+
+def _per_choice(without: float, with_: float, unit: str, checkpointing: bool | None) -> str:
+    """A time without and with checkpointing, or the one the plan was asked for."""
+    digits = _DIGITS[unit]
+    if checkpointing is None:
+        return f"{without:.{digits}f} {unit} ({with_:.{digits}f} {unit} with checkpointing)"
+    value = with_ if checkpointing else without
+    return f"{value:.{digits}f} {unit} ({'with' if checkpointing else 'without'} checkpointing)"
+
+
+_DIGITS = {"ms": 1, "h": 2}

@@ -228,6 +228,9 @@ class TrainingPlan(BaseModel):
     params: int
     sharded_params_per_rank: int
     """Elements rank 0 holds under FSDP2 dim-0 sharding (see the module docstring)."""
+    checkpointing: bool | None
+    """The activation checkpointing the ``memory`` rows are for: None, both (each strategy
+    without, then with)."""
     memory: list[StrategyMemory]
     training_flops_per_step: int
     """Whole step over all GPUs (global batch), without / with checkpointing below."""
@@ -262,10 +265,14 @@ def training_plan(
     mfu: float = 0.4,
     samples: int | None = None,
     memory_device: Device = "cuda",
+    checkpointing: bool | None = None,
 ) -> TrainingPlan:
-    """Per-GPU memory for each strategy (with and without checkpointing) and step time.
+    """Per-GPU memory for each strategy and step time, with and without activation
+    checkpointing (``checkpointing=None``) or for the one choice given.
 
     ``workload.batch_size`` is the per-GPU micro-batch; the global batch is ``gpus`` times it.
+    The plan always trains: ``workload.mode`` and ``workload.checkpointing`` are not read
+    (``checkpointing`` chooses the rows).
     """
     if gpus < 1:
         raise ValueError(f"gpus ({gpus}) must be at least 1")
@@ -291,6 +298,7 @@ def training_plan(
         (n // params.copies.get(k, 1) for k, n in params.by_module.items() if n), default=0
     )
     flops_by_ckpt: dict[bool, int] = {}
+    # both FLOP totals are kept (TrainingPlan's fields); the rows are for the choice(s) asked
     for ckpt in (False, True):
         w_ck = wl.model_copy(update={"checkpointing": ckpt})
         mem = count_memory(resolved, w_ck, device=memory_device)
@@ -300,6 +308,8 @@ def training_plan(
         g_b = mem.gradients_bytes // p if p else 0
         o_b = mem.optimizer_bytes // p if p else 0
         recompute = mem.recompute_peak_bytes
+        if checkpointing is not None and ckpt != checkpointing:
+            continue
         for strat in STRATEGIES:
             w, g, o = mem.weights_bytes, mem.gradients_bytes, mem.optimizer_bytes
             transient = recompute
@@ -339,6 +349,7 @@ def training_plan(
         batch_size_per_gpu=wl.batch_size,
         params=params.total,
         sharded_params_per_rank=shard,
+        checkpointing=checkpointing,
         memory=plans,
         training_flops_per_step=flops_by_ckpt[False],
         training_flops_per_step_checkpointing=flops_by_ckpt[True],

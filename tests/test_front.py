@@ -6,24 +6,16 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from perceiver_calc.choices import Dtype, Mode, Optimizer
 from perceiver_calc.cli import app
-from perceiver_calc.cli_options import (
-    WORKLOAD_OPTIONS,
-    BatchOpt,
-    DtypeChoice,
-    ModeChoice,
-    OptimizerChoice,
-    WorkloadOptions,
-    set_by_user,
-    workload_options,
-)
+from perceiver_calc.cli_options import WORKLOAD_OPTIONS, WorkloadOptions, workload_options
 from perceiver_calc.workload import Workload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,9 +24,23 @@ LANGUAGE = ROOT / "examples" / "language-perceiver.json"
 runner = CliRunner()
 
 
+WORKLOAD_COMMANDS = ("report", "sweep", "fit", "compare", "plan", "check", "bench")
+
+
+def click_exceptions() -> type[Exception]:
+    """The exception a refused option value raises (typer vendors click: looked up, not
+    imported by name)."""
+    cmd = typer.main.get_command(app).commands["report"]  # type: ignore[attr-defined]
+    try:
+        cmd.make_context("report", ["examples/tiny.json", "--dtype", "fp8"])
+    except Exception as err:
+        return type(err)
+    raise AssertionError("--dtype fp8 parsed")
+
+
 def options_of(command: str) -> set[str]:
     cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
-    return {opt for param in cmd.params for opt in param.opts}
+    return {opt for param in cmd.params for opt in [*param.opts, *param.secondary_opts]}
 
 
 def test_choices_are_the_workload_literals() -> None:
@@ -42,10 +48,13 @@ def test_choices_are_the_workload_literals() -> None:
     for name, literal in (("dtype", Dtype), ("mode", Mode), ("optimizer", Optimizer)):
         assert Workload.model_fields[name].annotation is literal
         assert WORKLOAD_OPTIONS[name].type is literal
-    # the enums that check/bench still list one by one
-    assert [c.value for c in DtypeChoice] == list(get_args(Dtype))
-    assert [c.value for c in ModeChoice] == list(get_args(Mode))
-    assert [c.value for c in OptimizerChoice] == list(get_args(Optimizer))
+        # and every command that takes a workload parses exactly those choices
+        flag = "--" + name
+        for command in WORKLOAD_COMMANDS:
+            for choice in get_args(literal):
+                _dry_parse(command, [flag, choice])
+            with pytest.raises(click_exceptions()):
+                _dry_parse(command, [flag, "fp8"])
 
 
 def test_the_option_table_is_the_workload_fields() -> None:
@@ -65,7 +74,8 @@ def _sample(flag: str, value: str | None) -> list[list[str]]:
         "out.png": "out.png",
     }
     if value is None:
-        return [[flag]] if flag in ("--strict", "--checkpointing") else [[flag, "2"]]
+        flags = ("--strict", "--checkpointing", "--no-checkpointing")
+        return [[flag]] if flag in flags else [[flag, "2"]]
     if value.startswith("FIELD="):
         return [[flag, "num_latents=8"]]
     return [
@@ -89,19 +99,15 @@ def test_every_workload_flag_the_readme_lists_parses_on_every_command_it_lists()
     commands = re.match(r"Workload flags \(([^)]*)\)", para)
     assert commands is not None
     listed = commands[1].split(", ")
-    assert set(listed) == {"report", "sweep", "fit", "compare", "plan", "check", "bench"}
+    assert set(listed) == set(WORKLOAD_COMMANDS)
     # the paragraph's last sentence is about plan's --samples/--device, not workload flags
     flags = re.findall(r"`(--[a-z-]+)(?: ([^`]+))?`", para.split("`plan --samples")[0])
-    names = [f for f, _ in flags]
-    # every workload option, each once
+    # every workload option, each once (a boolean's --no- form besides)
+    names = [f for f, _ in flags if f != "--no-checkpointing"]
     assert sorted(names) == sorted("--" + n.replace("_", "-") for n in Workload.model_fields)
-    exceptions = {"--mode": {"fit", "compare", "plan"}, "--checkpointing": {"plan"}}
     for command in listed:
-        have = options_of(command)
         for flag, value in flags:
-            if command in exceptions.get(flag, set()):
-                assert flag not in have, (command, flag)
-                continue
+            assert flag in options_of(command), (command, flag)
             for args in _sample(flag, value or None):
                 _dry_parse(command, args)  # a refused value raises click's BadParameter
 
@@ -212,14 +218,67 @@ def test_plan_samples_without_device_is_exit_2() -> None:
     )
 
 
-def test_set_by_user_counts_a_flag_given_at_its_default() -> None:
-    seen: list[set[str]] = []
-    probe = typer.Typer()
+def test_plan_takes_mode_training_and_picks_checkpointing_rows() -> None:
+    base = ["plan", str(LANGUAGE), "--gpus", "2", "--device", "h100-sxm", "--samples", "1000"]
 
-    @probe.command()
-    def cmd(ctx: typer.Context, batch_size: BatchOpt = 1) -> None:
-        seen.append(set_by_user(ctx))
+    def plan(*extra: str) -> Any:
+        result = runner.invoke(app, [*base, *extra, "--format", "json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
 
-    assert runner.invoke(probe, []).exit_code == 0
-    assert runner.invoke(probe, ["--batch-size", "1"]).exit_code == 0
-    assert seen == [set(), {"batch_size"}]
+    both = plan()
+    assert both["checkpointing"] is None
+    assert [m["checkpointing"] for m in both["memory"]] == [False] * 5 + [True] * 5
+    assert plan("--mode", "training") == both
+    for flag, ckpt in (("--checkpointing", True), ("--no-checkpointing", False)):
+        one = plan(flag)
+        assert one["checkpointing"] is ckpt
+        assert one["memory"] == [m for m in both["memory"] if m["checkpointing"] is ckpt]
+        # the step times are the plan's own, both kept
+        assert one["step_seconds"] == both["step_seconds"]
+    table = runner.invoke(app, [*base, "--checkpointing"]).stdout
+    assert "(with checkpointing)" in table and " no " not in table
+
+
+def test_plan_refuses_inference_with_exit_2() -> None:
+    result = runner.invoke(app, ["plan", str(LANGUAGE), "--mode", "inference"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: --mode inference: plan plans training (memory per GPU under each sharding "
+        "strategy, step time); for inference use `perceiver-calc report --mode inference`"
+    )
+
+
+def test_compare_and_fit_in_inference_mode_read_the_inference_counts() -> None:
+    import perceiver_calc as pc
+    from perceiver_calc.plan import fit
+    from perceiver_calc.sweep import evaluate, grid
+
+    tiny = ROOT / "examples" / "tiny.json"
+    out = runner.invoke(
+        app, ["compare", str(tiny), str(LANGUAGE), "--mode", "inference", "-f", "json"]
+    )
+    assert out.exit_code == 0, out.output
+    memory = json.loads(out.stdout)["counts"]["memory_bytes"]
+    inference = Workload(mode="inference")
+    assert memory == [
+        pc.count_memory(pc.resolve(pc.load_config(p)), inference).inference_peak_bytes
+        for p in (tiny, LANGUAGE)
+    ]
+
+    base = ROOT / "docs" / "tutorial-base.json"
+    axes = {"d_latents": [128, 256, 512], "num_latents": [32, 64, 128]}
+    vary = [f"--vary={k}={','.join(map(str, v))}" for k, v in axes.items()]
+    res = evaluate(
+        grid(pc.load_config(base), axes, workload=Workload(seq_len=256, mode="inference"))
+    )
+    budget = int(np.median(res.counts["forward_flops"]))
+    args = ["fit", str(base), *vary, "--seq-len", "256", "--max-flops", str(budget), "-f", "json"]
+    got = runner.invoke(app, [*args, "--mode", "inference"])
+    assert got.exit_code == 0, got.output
+    rows = json.loads(got.stdout)
+    want = fit(res, max_flops=budget, flops="forward_flops")
+    assert [(r["d_latents"], r["num_latents"]) for r in rows] == [
+        (res.sweep.row(i)["d_latents"], res.sweep.row(i)["num_latents"]) for i in want.pareto
+    ]
+    assert all(r["forward_flops"] <= budget < r["training_flops"] for r in rows)
