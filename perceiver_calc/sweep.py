@@ -41,6 +41,7 @@ values that depend on one swept field cost that field's size; sums add same-shap
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -323,16 +324,41 @@ class SweepResult:
     """Per row: index into ``reasons`` (-1: valid; LAZY (-2): use :meth:`reason`, the scalar
     path's text for that row, computed when read)."""
     reasons: list[str]
+    code_index: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, np.int32))
+    """Per row: index into ``codes`` (-1: valid). Known for every invalid row without the
+    scalar path's text: the masks of the failing rules give it (:meth:`reason_code`)."""
+    codes: list[str] = field(default_factory=list)
+    """Distinct reason codes: the failing rules' codes, sorted and joined by ``,``, as the
+    scalar path reports them (``_verdict``: the error findings' codes of the step that
+    refused the row: ``load_config``'s field checks, else ``resolve``, else
+    ``check_workload``)."""
+    reason_format: Literal["text", "codes"] = "text"
+    """What ``reason`` holds in :meth:`rows`, :meth:`iter_rows` and :meth:`columns`: the
+    scalar path's text (computed when read, about 0.2 ms a row) or the reason code (free)."""
     scalar_rows: int = 0
     """Rows evaluated by the scalar path (Python ints): those whose float64 magnitude comes
     near int64's range, where an int64 intermediate may have wrapped."""
     groups: int = 0
     fit_points: int = 0
     """Always 0 (no polynomial fit any more); kept for callers that print it."""
-    _lazy: dict[Any, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _lazy: dict[Any, tuple[str, str]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __len__(self) -> int:
         return len(self.valid)
+
+    def reason_code(self, i: int) -> str | None:
+        """Row ``i``'s reason code (None if valid): its failing rules' codes, sorted, joined
+        by ``,`` (see :attr:`codes`)."""
+        k = int(self.code_index[i])
+        if k == LAZY:
+            return self._lazy_verdict(i)[1]
+        return None if k < 0 else self.codes[k]
+
+    def with_reason_codes(self) -> SweepResult:
+        """This result with ``reason`` as the reason code in rows and columns."""
+        return dataclasses.replace(self, reason_format="codes")
 
     def reason(self, i: int) -> str | None:
         """Row ``i``'s error text (None if valid): ``validate``'s, for that row."""
@@ -344,18 +370,23 @@ class SweepResult:
     def _lazy_reason(self, i: int) -> str:
         """The scalar path's text for an invalid row the vectorised rules flagged (asked only
         when read; cached by the row's values)."""
+        return self._lazy_verdict(i)[0]
+
+    def _lazy_verdict(self, i: int) -> tuple[str, str]:
+        """Row ``i``'s (text, code) by the scalar path, cached by the row's values."""
         values = self.sweep.row(i)
         try:
             key: Any = tuple(sorted(values.items()))
             hash(key)
         except TypeError:
             key = repr(sorted(values.items()))
-        text = self._lazy.get(key)
-        if text is None:
-            text = _verdict(self.sweep, values)[0] or "invalid"
+        got = self._lazy.get(key)
+        if got is None:
+            text, codes, _, _ = _verdict(self.sweep, values)
+            got = (text or "invalid", ",".join(codes) or "invalid")
             if len(self._lazy) < LAZY_CACHE:
-                self._lazy[key] = text
-        return text
+                self._lazy[key] = got
+        return got
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per row: the swept values, ``valid``, the counts (or ``reason``)."""
@@ -376,21 +407,31 @@ class SweepResult:
         cols = {k: self.sweep.columns[k][start:stop].tolist() for k in names}
         counts = {k: v[start:stop].tolist() for k, v in self.counts.items()}
         valid = self.valid[start:stop].tolist()
-        reason = self.reason_index[start:stop].tolist()
-        texts = {j: self._lazy_reason(start + j) for j in range(stop - start) if reason[j] == LAZY}
+        codes = self.reason_format == "codes"
+        reason = (self.code_index if codes else self.reason_index)[start:stop].tolist()
+        table = self.codes if codes else self.reasons
+        read = self._lazy_verdict
+        texts = {j: read(start + j)[codes] for j in range(stop - start) if reason[j] == LAZY}
         for j in range(stop - start):
             row: dict[str, Any] = {k: cols[k][j] for k in names}
             row["valid"] = valid[j]
             if valid[j]:
                 row |= {k: counts[k][j] for k in counts}
             else:
-                row["reason"] = texts[j] if j in texts else self.reasons[reason[j]]
+                row["reason"] = texts[j] if j in texts else table[reason[j]]
             out.append(row)
         return out
 
     def columns(self) -> dict[str, npt.NDArray[Any]]:
         """The result as numpy columns: the swept fields, ``valid``, every count (0 where
-        invalid) and ``reason`` (an object array, None where valid)."""
+        invalid) and ``reason`` (an object array, None where valid: the text, or the code
+        when :attr:`reason_format` says so)."""
+        if self.reason_format == "codes":
+            table = np.array([*self.codes, None], dtype=object)
+            code = table[np.where(self.code_index == LAZY, -1, self.code_index)]
+            for i in np.flatnonzero(self.code_index == LAZY).tolist():
+                code[i] = self._lazy_verdict(i)[1]
+            return {**self.sweep.columns, "valid": self.valid, **self.counts, "reason": code}
         texts = np.empty(len(self.reasons) + 1, dtype=object)
         texts[: len(self.reasons)] = list(self.reasons)
         texts[-1] = None  # reason_index -1 (valid) picks the last entry
@@ -546,8 +587,10 @@ class _Run:
         self.sweep = sweep
         self.n = n
         self.reasons = _Reasons()
+        self.codes = _Reasons()
         self.valid = np.ones(n, dtype=bool)
         self.reason_index = np.full(n, -1, dtype=np.int32)
+        self.code_index = np.full(n, -1, dtype=np.int32)
         self.counts = {k: np.zeros(n, dtype=np.int64) for k in COUNTS}
         self.big: dict[str, dict[int, int]] = {}
         """Counts beyond int64 (rows of the scalar path), exact: row -> value per count."""
@@ -560,9 +603,19 @@ class _Run:
         if self.progress and rows:
             self.progress(self.done, self.n)
 
-    def invalidate(self, rows: IntArray, reason_ids: npt.NDArray[np.int32] | int) -> None:
+    def invalidate(
+        self,
+        rows: IntArray,
+        reason_ids: npt.NDArray[np.int32] | int,
+        code_ids: npt.NDArray[np.int32] | int,
+    ) -> None:
         self.valid[rows] = False
         self.reason_index[rows] = reason_ids
+        self.code_index[rows] = code_ids
+
+    def code_id(self, codes: Iterable[str]) -> int:
+        """The id of a reason code: the codes sorted and joined (as ``_verdict`` gives them)."""
+        return self.codes.id(",".join(sorted(set(codes))) or "invalid")
 
 
 STRUCTURAL: dict[str, Callable[[Any], Any]] = {
@@ -596,17 +649,24 @@ def evaluate(
     #    row with several, the scalar path's text for the row (asked when read).
     bad_cols = np.zeros(n, dtype=np.int8)
     first = np.full(n, -1, dtype=np.int32)
+    first_code = np.full(n, -1, dtype=np.int32)
     for name in cols:
         vals, code = _distinct(sweep, name)
-        ids = _range_ids(run, name, vals)
+        ids, cids = _range_ids(run, name, vals)
         if (ids >= 0).any():
             row_ids = ids[code]
             hit = row_ids >= 0
             bad_cols += hit
             first = np.where(hit & (first < 0), row_ids, first)
+            first_code = np.where(hit & (first_code < 0), cids[code], first_code)
     bad = bad_cols > 0
     if bad.any():
-        run.invalidate(np.flatnonzero(bad), np.where(bad_cols[bad] > 1, LAZY, first[bad]))
+        several = bad_cols[bad] > 1  # the scalar path's text and code, asked when read
+        run.invalidate(
+            np.flatnonzero(bad),
+            np.where(several, LAZY, first[bad]),
+            np.where(several, LAZY, first_code[bad]),
+        )
     run.advance(int(bad.sum()))
 
     # 2. Structure groups: rows that share every non-integer column and STRUCTURAL condition.
@@ -669,6 +729,8 @@ def evaluate(
         counts=counts,
         reason_index=run.reason_index,
         reasons=run.reasons.texts,
+        code_index=run.code_index,
+        codes=run.codes.texts,
         scalar_rows=run.scalar_rows,
         groups=n_groups,
     )
@@ -682,34 +744,39 @@ def _field(name: str) -> str:
     return "label_trainable_num_channels" if name == "_label_trainable_num_channels" else name
 
 
-def _range_ids(run: _Run, name: str, vals: npt.NDArray[Any]) -> npt.NDArray[np.int32]:
-    """Per distinct value of a column: its error text's id in ``run.reasons``, or -1."""
+def _range_ids(
+    run: _Run, name: str, vals: npt.NDArray[Any]
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+    """Per distinct value of a column: its error text's id in ``run.reasons`` and its reason
+    code's in ``run.codes``, or -1 (a valid value)."""
     sweep = run.sweep
     ids = np.full(len(vals), -1, dtype=np.int32)
+    cids = np.full(len(vals), -1, dtype=np.int32)
 
     def check(j: int) -> bool:
-        text = _range_error(sweep, name, _py(vals[j]))
-        if text is not None:
-            ids[j] = run.reasons.id(text)
-        return text is None
+        got = _range_error(sweep, name, _py(vals[j]))
+        if got is not None:
+            ids[j] = run.reasons.id(got[0])
+            cids[j] = run.code_id(got[1])
+        return got is None
 
     if vals.dtype != np.int64:
         for j in range(len(vals)):
             check(j)
-        return ids
+        return ids, cids
     # The valid integers of every field form an interval (pydantic ge/le bounds): find its
     # ends by bisection over the sorted values, then check each value outside it.
     order = np.argsort(vals, kind="stable").tolist()
     top = len(order) - 1
     ok_lo, ok_hi = check(order[0]), check(order[top])
     if ok_lo and ok_hi:
-        return ids
+        return ids, cids
     samples = sorted(set(np.linspace(0, top, 65).astype(int).tolist()))
     valid_at = [j for j in samples if check(order[j])]
     if not valid_at:
         for j in order:
             check(j)
-        return ids
+        return ids, cids
     first_ok, last_ok = 0, top
     if not ok_lo:  # order[a] invalid, order[b] valid
         a, b = 0, valid_at[0]
@@ -725,14 +792,17 @@ def _range_ids(run: _Run, name: str, vals: npt.NDArray[Any]) -> npt.NDArray[np.i
         last_ok = c
     for j in (*order[:first_ok], *order[last_ok + 1 :]):
         check(j)
-    return ids
+    return ids, cids
 
 
-def _range_error(sweep: Sweep, name: str, value: Any) -> str | None:
+def _range_error(sweep: Sweep, name: str, value: Any) -> tuple[str, tuple[str, ...]] | None:
+    """The scalar path's (text, codes) for the base with ``name`` set to ``value`` alone."""
     try:
         _build(sweep.base, sweep.workload, {name: value})
-    except PerceiverCalcError as err:  # ConfigError included
-        return _error_text(err)
+    except ConfigError as err:
+        return _error_text(err), tuple(sorted({f.code for f in err.errors}))
+    except PerceiverCalcError as err:
+        return _error_text(err), ("input",)
     return None
 
 
@@ -766,9 +836,10 @@ def _batched(
     workload: Workload,
     arrays: Mapping[str, IntArray],
     pass_: Literal["int", "float"],
-) -> tuple[Rules, list[str], dict[str, Any]]:
-    """The scalar path on arrays: (rules with the per-row masks, errors that hold for every
-    row, the :data:`COUNTS`, each an array or an int)."""
+) -> tuple[Rules, int, list[str], dict[str, Any]]:
+    """The scalar path on arrays: (rules with the per-row masks, how many of those masks are
+    resolve's (the rest are check_workload's), the codes of errors that hold for every row,
+    the :data:`COUNTS`, each an array or an int)."""
     dtype = np.int64 if pass_ == "int" else np.float64
     cfg_arr = {_field(k): v.astype(dtype) for k, v in arrays.items() if k not in WORKLOAD_FIELDS}
     wl_arr: dict[str, Any] = {k: v.astype(dtype) for k, v in arrays.items() if k in WORKLOAD_FIELDS}
@@ -778,9 +849,12 @@ def _batched(
     wl = cast(Workload, _Values(workload, wl_arr))
     rules = Rules(pass_)
     resolved = resolve_unchecked(cfg, sweep.model, rules=rules)
-    errors = [str(f) for f in resolved.findings if f.severity == "error"]
+    errors = [f.code for f in resolved.findings if f.severity == "error"]
+    # the scalar path stops at resolve's errors: check_workload's rules count only for the
+    # rows resolve accepts (the row's code is one step's, as _verdict reports it)
+    split = len(rules.masks)
     check_workload(resolved, wl, rules)
-    return rules, errors, scalar_counts(resolved, wl, sweep.device)
+    return rules, split, errors, scalar_counts(resolved, wl, sweep.device)
 
 
 _BIG = float(2**62)
@@ -804,18 +878,22 @@ def _evaluate_rows(
             _scalar_row(run, i)
         return
     try:
-        exact, errors, counts = _batched(sweep, config, workload, arrays, "int")
-        approx, _, fcounts = _batched(sweep, config, workload, arrays, "float")
+        exact, e_split, errors, counts = _batched(sweep, config, workload, arrays, "int")
+        approx, a_split, _, fcounts = _batched(sweep, config, workload, arrays, "float")
     except OverflowError:  # a fixed Python int beyond int64 met an int64 array: row by row
         for i in rows.tolist():
             _scalar_row(run, i)
         return
+    # per row: the failing rules' codes, resolve's (and the errors that hold for every row)
+    # first, else check_workload's, as the scalar path reports them
+    resolve_masks = [*exact.masks[:e_split], *approx.masks[:a_split]]
+    workload_masks = [*exact.masks[e_split:], *approx.masks[a_split:]]
+    code_ids = _mask_codes(run, resolve_masks, shape, errors)
+    code_ids = np.where(code_ids >= 0, code_ids, _mask_codes(run, workload_masks, shape, []))
     if errors:  # an error that holds whatever the values (a bad string): every row
-        run.invalidate(rows, LAZY)
+        run.invalidate(rows, LAZY, code_ids)
         return
-    bad = np.zeros(shape, dtype=bool)
-    for _, mask in (*exact.masks, *approx.masks):
-        bad |= mask
+    bad = code_ids >= 0
     suspect = (np.zeros(shape, dtype=bool) | approx.suspect).reshape(n)
     out: dict[str, IntArray] = {}
     for k in COUNTS:
@@ -828,10 +906,9 @@ def _evaluate_rows(
         err -= 1e-6 * f
         suspect |= err > 1e-6
         out[k] = v
-    bad = bad.reshape(n)
     suspect &= ~bad
     if bad.any():
-        run.invalidate(rows[bad], LAZY)
+        run.invalidate(rows[bad], LAZY, code_ids[bad])
     ok = ~bad & ~suspect
     for k in COUNTS:
         run.counts[k][rows[ok]] = out[k][ok]
@@ -839,12 +916,40 @@ def _evaluate_rows(
         _scalar_row(run, i)
 
 
+def _mask_codes(
+    run: _Run, masks: Sequence[tuple[str, Any]], shape: tuple[int, ...], always: Sequence[str]
+) -> npt.NDArray[np.int32]:
+    """Per row (flattened ``shape``): the id in ``run.codes`` of the codes of the masks true
+    for it, with ``always`` (codes failing for every row), or -1 where none is."""
+    n = math.prod(shape)
+    names = sorted({code for code, _ in masks} - set(always))
+    if not names:
+        return np.full(n, run.code_id(always) if always else -1, dtype=np.int32)
+    # one bit per code (a group's resolve and workload rules have far fewer than 63 codes)
+    assert len(names) < 63, names
+    bits = np.zeros(shape, dtype=np.int64)
+    for code, mask in masks:
+        if code in names:
+            bits |= np.where(mask, np.int64(1) << names.index(code), np.int64(0))
+    distinct, inverse = np.unique(bits.reshape(n), return_inverse=True)
+    table = np.array(
+        [
+            run.code_id([*always, *(c for b, c in enumerate(names) if int(v) >> b & 1)])
+            if v or always
+            else -1
+            for v in distinct.tolist()
+        ],
+        dtype=np.int32,
+    )
+    return table[inverse.reshape(n)]
+
+
 def _scalar_row(run: _Run, i: int) -> None:
     """One row by the scalar path, exactly (Python ints: counts beyond int64 are kept)."""
     run.scalar_rows += 1
-    text, _, resolved, wl = _verdict(run.sweep, run.sweep.row(i))
+    text, codes, resolved, wl = _verdict(run.sweep, run.sweep.row(i))
     if resolved is None or wl is None:
-        run.invalidate(np.array([i]), run.reasons.id(text or "invalid"))
+        run.invalidate(np.array([i]), run.reasons.id(text or "invalid"), run.code_id(codes))
         return
     for k, v in scalar_counts(resolved, wl, run.sweep.device).items():
         if -(2**63) <= v < 2**63:
@@ -866,12 +971,16 @@ def clear_fit_cache() -> None:
 
 def evaluate_scalar(sweep: Sweep, rows: Iterable[int] | None = None) -> list[dict[str, Any]]:
     """The reference: each row through ``load_config`` -> ``resolve`` -> counts, one by one.
-    Returns ``{"valid": bool, "reason": str | None, **counts}`` per row."""
+    Returns ``{"valid": bool, "reason": str | None, "reason_code": str | None, **counts}``
+    per row (``reason_code``: the codes of the error findings that refused it, sorted, joined
+    by ``,``)."""
     out: list[dict[str, Any]] = []
     for i in range(len(sweep)) if rows is None else rows:
-        text, _, resolved, wl = _verdict(sweep, sweep.row(i))
+        text, codes, resolved, wl = _verdict(sweep, sweep.row(i))
         if resolved is None or wl is None:
-            out.append({"valid": False, "reason": text})
+            code = ",".join(codes) or "invalid"
+            out.append({"valid": False, "reason": text, "reason_code": code})
             continue
-        out.append({"valid": True, "reason": None, **scalar_counts(resolved, wl, sweep.device)})
+        counts = scalar_counts(resolved, wl, sweep.device)
+        out.append({"valid": True, "reason": None, "reason_code": None, **counts})
     return out

@@ -45,6 +45,7 @@ def assert_same(sweep_result: Any) -> None:
             assert got == {k: row[k] for k in COUNTS}, i
         else:
             assert sweep_result.reason(i) == row["reason"]
+        assert sweep_result.reason_code(i) == row["reason_code"], (i, row)
 
 
 @st.composite

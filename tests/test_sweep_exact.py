@@ -9,7 +9,9 @@ when the grid is small): the scalar path costs about a millisecond a row.
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,8 @@ import perceiver_calc as pc
 from perceiver_calc.sweep import COUNTS, SweepResult, evaluate, evaluate_scalar, grid
 from perceiver_calc.workload import Workload
 from tests.strategies import valid_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CI = os.environ.get("HYPOTHESIS_PROFILE") == "ci"
 ROWS = 12_000 if CI else 1_500
@@ -67,6 +71,8 @@ AXES: dict[str, tuple[int, int]] = {
 def check_rows(res: SweepResult, rows: list[int]) -> None:
     for i, row in zip(rows, evaluate_scalar(res.sweep, rows), strict=True):
         assert bool(res.valid[i]) == row["valid"], (i, res.sweep.row(i), row, res.reason(i))
+        # the vectorised code (from the rules' masks) is the scalar path's
+        assert res.reason_code(i) == row["reason_code"], (i, res.sweep.row(i))
         if row["valid"]:
             got = {k: int(res.counts[k][i]) for k in COUNTS}
             assert got == {k: row[k] for k in COUNTS}, (i, res.sweep.row(i))
@@ -265,3 +271,77 @@ def test_fixed_value_beyond_int64_with_a_swept_axis() -> None:
     )
     res = evaluate(grid(base, {"batch_size": [1, 2, 3], "num_latents": [8, 64]}))
     check_rows(res, list(range(len(res))))
+
+
+FULL_ROWS = 14_400 if CI else 768
+"""Rows of the every-row test (the scalar path costs about 0.3-1 ms a row)."""
+
+
+def test_every_row_of_a_large_grid_equals_scalar() -> None:
+    """Not a sample: every row's validity, counts, text and code against the scalar path, on
+    a grid over axes that change validity in several ways at once (divisibility of widths by
+    heads, chunking of the latents, positions against seq_len, a range error), whose first
+    row is invalid (d_latents 12 with 8 heads, chunk 3, seq_len 0)."""
+    per = 10 if CI else 4
+    axes: dict[str, list[Any]] = {
+        "d_latents": [12, 16, 24, 64, 96, 160, 256, 640, 1280, 1288][:per],
+        "num_self_attention_heads": [8, 1, 3, 4, 16][: 5 if CI else 4],
+        "chunk_size_feed_forward": [3, 0, 8, 64],
+        "seq_len": [0, 1, 64, 2048, 2049, 4096],
+        "num_latents": [256, 96, 192, 7][: 4 if CI else 2],
+        "batch_size": [1, 3, 2][: 3 if CI else 1],
+    }
+    # language-perceiver with qk_channels / v_channels unset (they follow d_latents)
+    base = pc.load_config(ROOT / "docs" / "tutorial-base.json")
+    res = evaluate(grid(base, axes, workload=Workload(mode="training")))
+    n = len(res)
+    assert n == FULL_ROWS and not res.valid[0]
+    assert 0 < int(res.valid.sum()) < n
+    check_rows(res, list(range(n)))
+    # the codes from the masks, without the scalar path: all present
+    codes = res.with_reason_codes().columns()["reason"]
+    assert all(
+        (c is None) == bool(v) for c, v in zip(codes.tolist(), res.valid.tolist(), strict=True)
+    )
+
+
+def test_sweep_cli_reasons_codes(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from perceiver_calc.cli import app
+
+    args = [
+        "sweep",
+        str(ROOT / "examples" / "language-perceiver.json"),
+        "--vary",
+        "d_latents=12,16,1280",
+        "--vary",
+        "num_self_attention_heads=8,3",
+        "--format",
+        "json",
+    ]
+    runner = CliRunner()
+    text = runner.invoke(app, args)
+    codes = runner.invoke(app, [*args, "--reasons", "codes"])
+    assert text.exit_code == 0 and codes.exit_code == 0, text.output + codes.output
+    t_rows, c_rows = json.loads(text.stdout), json.loads(codes.stdout)
+    res = evaluate(
+        grid(
+            pc.load_config(ROOT / "examples" / "language-perceiver.json"),
+            {"d_latents": [12, 16, 1280], "num_self_attention_heads": [8, 3]},
+            workload=Workload(mode="training"),
+        )
+    )
+    assert [r.get("reason") for r in t_rows] == [res.reason(i) for i in range(len(res))]
+    assert [r.get("reason") for r in c_rows] == [res.reason_code(i) for i in range(len(res))]
+    # d_latents 12 with 8 heads: both attentions' divisibility and the self-attention width
+    assert (
+        c_rows[0]["reason"]
+        == evaluate_scalar(res.sweep, [0])[0]["reason_code"]
+        == (
+            "d_latents_divisible_by_num_cross_attention_heads,"
+            "d_latents_divisible_by_num_self_attention_heads,self_attention_width"
+        )
+    )
+    bad = runner.invoke(app, [*args, "--reasons", "both"])
+    assert bad.exit_code == 2
