@@ -141,6 +141,28 @@ def end_to_end(batches: int, fmt: str, tmp: Path) -> dict[str, Any]:
     return {"rows": rows, "wall": run.wall, "rss": run.rss, "size": size, "fmt": fmt}
 
 
+CHANGING_VARY = [
+    "d_latents=8:2048:8",
+    "num_self_attention_heads=1:16",
+    "num_latents=32:1024:32",
+]
+
+
+def reasons_bench(batches: int, reasons: str, tmp: Path) -> dict[str, Any]:
+    """The validity-changing grid (59% invalid) to CSV: ``--reasons codes`` (from the rules'
+    masks) or ``text`` (the scalar path's text, per invalid row)."""
+    out = tmp / "changing.csv"
+    vary = [x for v in [*CHANGING_VARY, f"batch_size=1:{batches}"] for x in ("--vary", v)]
+    args = ["sweep", BASE_PATH, *vary, *WL_FLAGS, "--reasons", reasons, "-o", str(out)]
+    run = run_child(cli(args))
+    if run.rc != 0:
+        raise SystemExit(f"sweep --reasons {reasons} failed ({run.rc}): {run.err}")
+    with out.open("rb") as fh:
+        rows = sum(1 for _ in fh) - 1
+    out.unlink()
+    return {"rows": rows, "wall": run.wall, "rss": run.rss, "reasons": reasons}
+
+
 def fit_bench(batches: int, tmp: Path) -> dict[str, Any]:
     axes: dict[str, list[int]] = {
         "d_latents": list(range(64, 2049, 64)),
@@ -190,6 +212,11 @@ def main() -> None:
         tmp = Path(d)
         e2e = [end_to_end(b, fmt, tmp) for b in sizes for fmt in ("csv", "parquet")]
         fitted = fit_bench(61, tmp)
+        # codes on the whole validity-changing grid; text (~0.2 ms per invalid row) on 1/8
+        with_reasons = [
+            reasons_bench(1 if args.quick else 8, "codes", tmp),
+            reasons_bench(1, "text", tmp),
+        ]
     total = time.perf_counter() - started
 
     import torch
@@ -241,6 +268,17 @@ def main() -> None:
             f"{r['rows'] / r['wall']:,.0f}",
             f"{r['rss'] / 2**20:,.0f}",
             f"{r['size'] / 2**20:,.1f}",
+        )
+    print("\n## validity-changing grid to CSV: invalid rows' reasons (fresh process)\n")
+    line("rows", "--reasons", "wall s", "rows/s", "peak RSS MiB")
+    rule(5)
+    for r in with_reasons:
+        line(
+            f"{r['rows']:,}",
+            r["reasons"],
+            f"{r['wall']:.1f}",
+            f"{r['rows'] / r['wall']:,.0f}",
+            f"{r['rss'] / 2**20:,.0f}",
         )
     print(
         f"\n## fit on {fitted['rows']:,} rows (--max-flops: {fitted['within']:,} within, "

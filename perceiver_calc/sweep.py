@@ -100,6 +100,24 @@ MAX_ROWS = 10_000_000
 (``ValueError``: exit 2 from the CLI) with its size."""
 LAZY_CACHE = 1 << 16
 """Lazily computed reason texts kept per result (by row values)."""
+SHARED_NAMES: frozenset[str] = frozenset(PerceiverConfig.model_fields) & WORKLOAD_FIELDS
+"""Names that are both a config field and a workload field (``image_size``: the learned
+classifier's position grid vs the input images; ``num_frames``: the multimodal config's vs the
+input video's). Unprefixed, an axis of such a name is the workload's (the ``--image-size``,
+``--num-frames`` flags); ``config.NAME`` sweeps the config field, ``workload.NAME`` says the
+default explicitly. Any axis name may take either prefix."""
+
+
+def _is_workload(name: str) -> bool:
+    """Whether the axis ``name`` sets a Workload field (else a PerceiverConfig field)."""
+    if name.startswith("config."):
+        return False
+    return name.startswith("workload.") or name in WORKLOAD_FIELDS
+
+
+def _key(name: str) -> str:
+    """The axis name without its ``config.`` / ``workload.`` prefix (the config's JSON key)."""
+    return name.split(".", 1)[1] if name.startswith(("config.", "workload.")) else name
 
 
 def scalar_counts(
@@ -171,8 +189,8 @@ def _py(v: Any) -> Any:
 def _build(
     base: PerceiverConfig, workload: Workload, values: Mapping[str, Any]
 ) -> tuple[PerceiverConfig, Workload]:
-    cfg_vals = {k: v for k, v in values.items() if k not in WORKLOAD_FIELDS}
-    wl_vals = {k: v for k, v in values.items() if k in WORKLOAD_FIELDS}
+    cfg_vals = {_key(k): v for k, v in values.items() if not _is_workload(k)}
+    wl_vals = {_key(k): v for k, v in values.items() if _is_workload(k)}
     data = base.model_dump(by_alias=True, exclude_unset=True, exclude={"base_keys"})
     data.pop("unknown_keys", None)
     data.pop("duplicate_keys", None)
@@ -279,11 +297,20 @@ def grid(
     cfg = base if isinstance(base, PerceiverConfig) else load_config(base)
     known = set(PerceiverConfig.model_fields) | {"_label_trainable_num_channels"}
     for name in axes:
-        if name not in known and name not in WORKLOAD_FIELDS:
-            raise ValueError(
-                f"--vary {name}: not a PerceiverConfig or workload field "
-                "(use transformers' names, e.g. d_latents, num_latents, batch_size, seq_len)"
+        key = _key(name)
+        if not (key in WORKLOAD_FIELDS if _is_workload(name) else key in known):
+            where = {"config.": "PerceiverConfig", "workload.": "workload"}.get(
+                name[: len(name) - len(key)], "PerceiverConfig or workload"
             )
+            raise ValueError(
+                f"--vary {name}: not a {where} field (use transformers' names, e.g. d_latents, "
+                "num_latents, batch_size, seq_len; config.image_size for the learned "
+                "classifier's config field, image_size for the input images)"
+            )
+        if _key(name) != name and key in [
+            _key(k) for k in axes if k != name and (_is_workload(k) == _is_workload(name))
+        ]:
+            raise ValueError(f"--vary {name}: that field is already an axis")
     names = list(axes)
     sizes = [len(axes[n]) for n in names]
     n = check_grid_size(axes)
@@ -741,7 +768,9 @@ LAZY = -2
 
 
 def _field(name: str) -> str:
-    return "label_trainable_num_channels" if name == "_label_trainable_num_channels" else name
+    """The attribute an axis sets (its key, less the alias' leading underscore)."""
+    key = _key(name)
+    return "label_trainable_num_channels" if key == "_label_trainable_num_channels" else key
 
 
 def _range_ids(
@@ -841,8 +870,10 @@ def _batched(
     resolve's (the rest are check_workload's), the codes of errors that hold for every row,
     the :data:`COUNTS`, each an array or an int)."""
     dtype = np.int64 if pass_ == "int" else np.float64
-    cfg_arr = {_field(k): v.astype(dtype) for k, v in arrays.items() if k not in WORKLOAD_FIELDS}
-    wl_arr: dict[str, Any] = {k: v.astype(dtype) for k, v in arrays.items() if k in WORKLOAD_FIELDS}
+    cfg_arr = {_field(k): v.astype(dtype) for k, v in arrays.items() if not _is_workload(k)}
+    wl_arr: dict[str, Any] = {
+        _field(k): v.astype(dtype) for k, v in arrays.items() if _is_workload(k)
+    }
     if "image_size" in wl_arr:  # an int axis: square inputs
         wl_arr["image_size"] = (wl_arr["image_size"], wl_arr["image_size"])
     cfg = cast(PerceiverConfig, _Values(config, cfg_arr))

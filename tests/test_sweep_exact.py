@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -345,3 +346,35 @@ def test_sweep_cli_reasons_codes(tmp_path: Any) -> None:
     )
     bad = runner.invoke(app, [*args, "--reasons", "both"])
     assert bad.exit_code == 2
+
+
+def test_config_image_size_is_an_axis_apart_from_the_input_images() -> None:
+    """``config.image_size`` sweeps the learned classifier's config field (its position
+    embeddings, image_size² of them); ``image_size`` (or ``workload.image_size``) the input
+    images. Every row equals the scalar path, params follow the config field only."""
+    base = pc.load_config(ROOT / "examples" / "vision-perceiver-learned.json")
+    res = evaluate(
+        grid(
+            base, {"config.image_size": [0, 8, 16, 32], "image_size": [16, 32]}, workload=Workload()
+        )
+    )
+    check_rows(res, list(range(len(res))))
+    rows = res.rows()
+    assert not rows[0]["valid"]  # image_size 0
+    by = {(r["config.image_size"], r["image_size"]): r for r in rows}
+    # the input must match the config's grid (learned positions): 16 on 16, 32 on 32 only
+    assert [k for k, r in by.items() if r["valid"]] == [(16, 16), (32, 32)]
+    assert by[32, 32]["params"] - by[16, 16]["params"] == (32 * 32 - 16 * 16) * 256
+    same = evaluate(grid(base, {"workload.image_size": [16, 32]}, workload=Workload()))
+    plain = evaluate(grid(base, {"image_size": [16, 32]}, workload=Workload()))
+    assert same.reason(0) == plain.reason(0) and same.reason_code(1) == plain.reason_code(1)
+
+
+def test_prefixed_axis_names_are_checked() -> None:
+    base = pc.load_config(ROOT / "examples" / "vision-perceiver-learned.json")
+    with pytest.raises(ValueError, match=r"--vary config.batch_size: not a PerceiverConfig field"):
+        grid(base, {"config.batch_size": [1]})
+    with pytest.raises(ValueError, match=r"--vary workload.d_latents: not a workload field"):
+        grid(base, {"workload.d_latents": [1]})
+    with pytest.raises(ValueError, match="already an axis"):
+        grid(base, {"image_size": [8], "workload.image_size": [16]})
