@@ -25,7 +25,7 @@ from perceiver_calc.hub import locate
 from perceiver_calc.resolve import validate as validate_config
 
 if TYPE_CHECKING:
-    from perceiver_calc.sweep import Sweep, SweepResult
+    from perceiver_calc.sweep import SweepResult
     from perceiver_calc.sweep_io import Block
     from perceiver_calc.workload import Workload
 
@@ -94,6 +94,13 @@ def _workload(options: WorkloadOptions) -> Workload:
     try:
         return options.build()
     except PerceiverCalcError as err:
+        _fail(f"error: {err}", 2)
+
+
+def _axes_or_exit(vary: list[str]) -> dict[str, list[Any]]:
+    try:
+        return _axes(vary)
+    except ValueError as err:
         _fail(f"error: {err}", 2)
 
 
@@ -186,20 +193,121 @@ class _Bar:
             self.bar.update(self.task, completed=done)
 
 
-def _sweep(path: Path, vary: list[str], model: str | None, wl: Workload) -> SweepResult:
-    """The whole grid evaluated at once (fit and --plot need every row)."""
+PLOT_SERIES = 8
+"""A plot draws one line per combination of the other swept fields, the first this many."""
+MERGE_ROWS = 1 << 16
+"""fit merges its Pareto candidates into one front when they pass this many rows."""
+
+
+class _Collect:
+    """What fit and --plot keep of a grid streamed block by block (never the whole grid):
+    the rows a plot draws (for every value of the first swept field, the first
+    :data:`PLOT_SERIES` combinations of the others: rows whose index modulo the others'
+    product is below it) and, for fit, each block's Pareto front (the front of the grid is
+    the front of the blocks' fronts: a point dominated within its block is dominated in the
+    grid; ties keep the first row in grid order, as on the whole grid)."""
+
+    def __init__(
+        self, axes: dict[str, list[Any]], plot: bool, budgets: dict[str, Any] | None
+    ) -> None:
+        self.per = math.prod(len(v) for v in list(axes.values())[1:])
+        self.plot = plot
+        self.budgets = budgets
+        self.offset = 0
+        self.within = 0
+        self.plot_parts: list[tuple[Any, SweepResult]] = []
+        self.cands: list[tuple[Any, SweepResult]] = []
+
+    def see(self, res: SweepResult) -> SweepResult:
+        import numpy as np
+
+        from perceiver_calc.plan import fit as fit_rows
+
+        rows = self.offset + np.arange(len(res), dtype=np.int64)
+        self.offset += len(res)
+        if self.plot:
+            keep = np.flatnonzero(rows % self.per < PLOT_SERIES)
+            if len(keep):
+                self.plot_parts.append((rows[keep], res.take(keep)))
+        if self.budgets is not None:
+            found = fit_rows(res, **self.budgets)
+            self.within += len(found.within)
+            if found.pareto:
+                idx = np.sort(np.asarray(found.pareto, dtype=np.int64))  # grid order
+                self.cands.append((rows[idx], res.take(idx)))
+                if sum(len(g) for g, _ in self.cands) > MERGE_ROWS:
+                    merged, res_front = self.front()
+                    assert res_front is not None
+                    self.cands = [(np.sort(merged), res_front.take(np.argsort(merged)))]
+        return res
+
+    def front(self) -> tuple[Any, SweepResult | None]:
+        """The Pareto front of the candidates: (grid rows, result), in the front's order."""
+        import numpy as np
+
+        from perceiver_calc.plan import fit as fit_rows
+        from perceiver_calc.sweep import concat
+
+        assert self.budgets is not None
+        if not self.cands:
+            return np.zeros(0, dtype=np.int64), None
+        rows = np.concatenate([g for g, _ in self.cands])
+        merged = concat([r for _, r in self.cands])
+        order = np.asarray(fit_rows(merged, **self.budgets).pareto, dtype=np.int64)
+        return rows[order], merged.take(order)
+
+    def plotted(self, front_rows: Any = None) -> tuple[SweepResult | None, list[int]]:
+        """The plot's rows, and the front's rows among them (highlighted), in grid order."""
+        import numpy as np
+
+        from perceiver_calc.sweep import concat
+
+        parts = list(self.plot_parts)
+        if front_rows is not None and len(front_rows):
+            rows, res = self.front()
+            assert res is not None
+            parts.append((rows, res))
+        if not parts:
+            return None, []
+        rows = np.concatenate([g for g, _ in parts])
+        res = concat([r for _, r in parts])
+        uniq, first = np.unique(rows, return_index=True)  # sorted: grid order, once each
+        shown = res.take(first)
+        where = [] if front_rows is None else np.searchsorted(uniq, front_rows).tolist()
+        return shown, where
+
+
+def _stream(
+    path: Path,
+    vary: list[str],
+    model: str | None,
+    wl: Workload,
+    consume: Callable[[Iterator[SweepResult]], None],
+) -> None:
+    """Evaluate the grid block by block (sweep_io.evaluate_blocks: bounded memory, a
+    progress bar on stderr) and hand the blocks to ``consume``; bad input is exit 2."""
     # numpy and the sweep machinery load only when a planning command runs: `report` stays
     # quick to start.
-    from perceiver_calc.sweep import evaluate, grid
+    from perceiver_calc.sweep_io import evaluate_blocks
 
     try:
-        sw: Sweep = grid(load_config(locate(path)), _axes(vary), model=model, workload=wl)
+        axes = _axes(vary)
+        cfg = load_config(locate(path))
+        total = math.prod(len(v) for v in axes.values())
+        with _Bar(total) as bar:
+            consume(
+                evaluate_blocks(
+                    cfg,
+                    axes,
+                    model=model,
+                    workload=wl,
+                    progress=bar.update if bar.bar is not None else None,
+                )
+            )
     except ConfigError as err:
         _fail(f"error: {path}: {err}", 2)
     except (PerceiverCalcError, ValueError) as err:
         _fail(f"error: {err}", 2)
-    with _Bar(len(sw)) as bar:
-        return evaluate(sw, progress=bar.update if bar.bar is not None else None)
 
 
 TABLE_ROWS = 50
@@ -340,10 +448,10 @@ def _check_plot(out: Path | None) -> None:
         _fail(f"error: {err}", 2)
 
 
-def _plot(res: SweepResult, out: Path, rows: list[int] | None = None) -> None:
+def _plot(res: SweepResult | None, out: Path, rows: list[int] | None = None) -> None:
     from perceiver_calc.plan import plot_sweep
 
-    if not any(res.valid):
+    if res is None or not any(res.valid):
         # An empty figure over a plot the user already has would lose it for nothing.
         _fail(f"error: --plot {str(out)!r}: no valid config to plot; the file is unchanged", 2)
     try:
@@ -377,42 +485,24 @@ def register(app: typer.Typer) -> None:
         fmt = _plan_output(format, output)
         _check_plot(plot)
         wl = _workload(workload)
-        if plot is not None:  # the plot needs every row at once
-            res = _sweep(path, vary, model, wl)
-            axes = _axes(vary)
-            shown = res.with_reason_codes() if reasons is ReasonsChoice.codes else res
-            _emit([(shown, None)], list(axes), _kinds(axes), fmt, output, _sweep_title)
-            _plot(res, plot)
-            return
-        from perceiver_calc.sweep_io import evaluate_blocks
+        axes = _axes_or_exit(vary)
+        keep = _Collect(axes, plot is not None, None)
+        codes = reasons is ReasonsChoice.codes
 
-        try:
-            axes = _axes(vary)
-            cfg = load_config(locate(path))
-            total = math.prod(len(v) for v in axes.values())
-            with _Bar(total) as bar:
-                results = evaluate_blocks(
-                    cfg,
-                    axes,
-                    model=model,
-                    workload=wl,
-                    progress=bar.update if bar.bar is not None else None,
-                )
-                _emit(
-                    (
-                        (r.with_reason_codes() if reasons is ReasonsChoice.codes else r, None)
-                        for r in results
-                    ),
-                    list(axes),
-                    _kinds(axes),
-                    fmt,
-                    output,
-                    _sweep_title,
-                )
-        except ConfigError as err:
-            _fail(f"error: {path}: {err}", 2)
-        except (PerceiverCalcError, ValueError) as err:
-            _fail(f"error: {err}", 2)
+        def write(results: Iterator[SweepResult]) -> None:
+            blocks = ((r.with_reason_codes() if codes else r, None) for r in results)
+            _emit(
+                ((keep.see(r), rows) for r, rows in blocks),
+                list(axes),
+                _kinds(axes),
+                fmt,
+                output,
+                _sweep_title,
+            )
+
+        _stream(path, vary, model, wl, write)
+        if plot is not None:  # the first PLOT_SERIES lines of the grid, kept while streaming
+            _plot(keep.plotted()[0], plot)
 
     @app.command()
     # fit trains by default; with --mode inference the budgets and the front read the forward
@@ -436,25 +526,30 @@ def register(app: typer.Typer) -> None:
         parameters for the least compute (the rows printed or written). FLOPs and memory are a
         training step's (--max-flops: training FLOPs per step), or with --mode inference a
         forward pass's and the inference peak."""
-        import numpy as np
-
-        from perceiver_calc.plan import fit as fit_rows
-
         fmt = _plan_output(format, output)
         _check_plot(plot)
         wl = _workload(workload)
-        res = _sweep(path, vary, model, wl)
+        axes = _axes_or_exit(vary)
         # memory_bytes is already the mode's (training total or inference peak)
         flops = "training_flops" if wl.mode == "training" else "forward_flops"
-        found = fit_rows(
-            res, max_params=max_params, max_flops=max_flops, max_memory=max_memory, flops=flops
-        )
+        budgets = {
+            "max_params": max_params,
+            "max_flops": max_flops,
+            "max_memory": max_memory,
+            "flops": flops,
+        }
+        keep = _Collect(axes, plot is not None, budgets)
+
+        def consume(results: Iterator[SweepResult]) -> None:
+            for r in results:
+                keep.see(r)
+
+        _stream(path, vary, model, wl, consume)
+        rows, front = keep.front()
         if fmt is OutFormat.table:
-            _stdout().print(f"{len(found.within):,} of {len(res):,} configs within budget")
-        axes = _axes(vary)
-        front = np.asarray(found.pareto, dtype=np.int64)
+            _stdout().print(f"{keep.within:,} of {keep.offset:,} configs within budget")
         _emit(
-            [(res, front)],
+            [] if front is None else [(front, None)],
             list(axes),
             _kinds(axes),
             fmt,
@@ -462,7 +557,8 @@ def register(app: typer.Typer) -> None:
             lambda _r, _n: f"Pareto front: most params for least {flops.split('_')[0]} FLOPs",
         )
         if plot is not None:
-            _plot(res, plot, found.pareto)
+            shown, where = keep.plotted(rows)
+            _plot(shown, plot, where)
 
     @app.command()
     # compared on a training step by default (memory_bytes: the step's total); --mode

@@ -68,6 +68,7 @@ __all__ = [
     "SweepResult",
     "check_grid_size",
     "clear_fit_cache",
+    "concat",
     "evaluate",
     "evaluate_scalar",
     "grid",
@@ -375,6 +376,28 @@ class SweepResult:
     def __len__(self) -> int:
         return len(self.valid)
 
+    def take(self, rows: Sequence[int] | npt.NDArray[np.int64]) -> SweepResult:
+        """The rows ``rows`` (in that order) as a result of their own: a subset to keep (a
+        Pareto front, the rows of a plot) without the rest of a block."""
+        idx = np.asarray(rows, dtype=np.int64)
+        sw = self.sweep
+        sub = Sweep(
+            base=sw.base,
+            model=sw.model,
+            workload=sw.workload,
+            columns={k: v[idx] for k, v in sw.columns.items()},
+            device=sw.device,
+        )
+        return dataclasses.replace(
+            self,
+            sweep=sub,
+            valid=self.valid[idx],
+            counts={k: v[idx] for k, v in self.counts.items()},
+            reason_index=self.reason_index[idx],
+            code_index=self.code_index[idx],
+            scalar_rows=0,
+        )
+
     def reason_code(self, i: int) -> str | None:
         """Row ``i``'s reason code (None if valid): its failing rules' codes, sorted, joined
         by ``,`` (see :attr:`codes`)."""
@@ -486,6 +509,54 @@ class SweepResult:
 
         cols = self.columns()
         return pl.DataFrame({k: (v.tolist() if v.dtype == object else v) for k, v in cols.items()})
+
+
+def concat(results: Sequence[SweepResult]) -> SweepResult:
+    """Results of one base, model and workload (blocks of a grid, or subsets of them) as one,
+    rows in order: reason and code indices renumbered; a count column holds Python ints
+    where some part's does."""
+    if not results:
+        raise ValueError("concat needs at least one result")
+    first = results[0]
+    names = list(first.sweep.columns)
+    columns = {k: np.concatenate([r.sweep.columns[k] for r in results]) for k in names}
+    counts: dict[str, npt.NDArray[Any]] = {}
+    for k in first.counts:
+        parts = [r.counts[k] for r in results]
+        if any(p.dtype == object for p in parts):
+            parts = [p.astype(object) for p in parts]
+        counts[k] = np.concatenate(parts)
+
+    def renumber(
+        index: Callable[[SweepResult], npt.NDArray[np.int32]],
+        table: Callable[[SweepResult], list[str]],
+    ) -> tuple[npt.NDArray[np.int32], list[str]]:
+        texts: list[str] = []
+        out = []
+        for r in results:
+            i = index(r)
+            out.append(np.where(i >= 0, i + len(texts), i).astype(np.int32))
+            texts += table(r)
+        return np.concatenate(out), texts
+
+    reason_index, reasons = renumber(lambda r: r.reason_index, lambda r: r.reasons)
+    code_index, codes = renumber(lambda r: r.code_index, lambda r: r.codes)
+    sw = first.sweep
+    sweep = Sweep(
+        base=sw.base, model=sw.model, workload=sw.workload, columns=columns, device=sw.device
+    )
+    return SweepResult(
+        sweep=sweep,
+        valid=np.concatenate([r.valid for r in results]),
+        counts=counts,
+        reason_index=reason_index,
+        reasons=reasons,
+        code_index=code_index,
+        codes=codes,
+        reason_format=first.reason_format,
+        scalar_rows=sum(r.scalar_rows for r in results),
+        groups=max(r.groups for r in results),
+    )
 
 
 # --------------------------------------------------------------------------------------------

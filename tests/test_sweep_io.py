@@ -423,6 +423,61 @@ def test_fit_cli_converts_only_the_front(monkeypatch: Any) -> None:
     assert 0 < len(r.stdout.splitlines()) < 120
 
 
+@pytest.mark.parametrize("merge_rows", [1 << 16, 3])
+def test_fit_block_by_block_equals_the_whole_grid(monkeypatch: Any, merge_rows: int) -> None:
+    """fit streams the grid in blocks and keeps each block's front (merged when they pile
+    up): its front is the whole grid's, row for row and in order, ties (num_labels does not
+    change a MaskedLM's counts) kept at their first row in grid order."""
+    import perceiver_calc.cli_plan as cli_plan
+
+    monkeypatch.setattr(sweep_io, "BLOCK_ROWS", 7)
+    monkeypatch.setattr(cli_plan, "MERGE_ROWS", merge_rows)
+    axes = {
+        "num_latents": [1, 2, 4, 8, 3],
+        "num_labels": [2, 3],
+        "d_latents": [4, 6, 8, 16, 32],
+        "num_self_attends_per_block": [1, 2, 3],
+    }
+    res = evaluate(grid(pc.load_config(TINY), axes, workload=TRAIN))
+    budget = int(np.median(res.counts["training_flops"][res.valid]))
+    want = fit(res, max_flops=budget)
+    vary = [f"--vary={k}={','.join(map(str, v))}" for k, v in axes.items()]
+    out = invoke("fit", TINY, *vary, "--max-flops", str(budget), "-f", "json")
+    assert out.exit_code == 0, out.output
+    got = json.loads(out.stdout)
+    assert got == [res.row(i) for i in want.pareto]
+    table = invoke("fit", TINY, *vary, "--max-flops", str(budget))
+    assert f"{len(want.within):,} of {len(res):,} configs within budget" in table.stdout
+
+
+def test_plot_rows_kept_while_streaming_are_the_whole_grid_s(monkeypatch: Any) -> None:
+    """--plot keeps, block by block, the rows the plot draws (first 8 combinations of the
+    other axes for every value of the first) and the front: the same rows as the whole grid."""
+    import perceiver_calc.cli_plan as cli_plan
+
+    monkeypatch.setattr(sweep_io, "BLOCK_ROWS", 5)
+    axes = {
+        "num_latents": [1, 2, 4],
+        "d_latents": [4, 8, 16, 6],
+        "num_self_attends_per_block": [1, 2, 3],
+    }
+    res = evaluate(grid(pc.load_config(TINY), axes, workload=TRAIN))
+    budgets = {"max_params": None, "max_flops": None, "max_memory": None, "flops": "training_flops"}
+    keep = cli_plan._Collect(axes, True, budgets)
+    for block in evaluate_blocks(pc.load_config(TINY), axes, workload=TRAIN):
+        keep.see(block)
+    rows, _ = keep.front()
+    shown, where = keep.plotted(rows)
+    per = 4 * 3
+    expect = sorted(
+        {*(i for i in range(len(res)) if i % per < cli_plan.PLOT_SERIES), *rows.tolist()}
+    )
+    assert shown is not None
+    assert [shown.sweep.row(j) for j in range(len(shown))] == [res.sweep.row(i) for i in expect]
+    assert [expect[j] for j in where] == rows.tolist() == fit(res).pareto
+    assert shown.counts["params"].tolist() == res.counts["params"][expect].tolist()
+
+
 # --- bounded memory -------------------------------------------------------------------------
 
 
