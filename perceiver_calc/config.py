@@ -13,7 +13,6 @@ class (head counts dividing widths, ...) live in ``resolve``, where the widths a
 
 from __future__ import annotations
 
-import difflib
 import errno
 import json
 import math
@@ -349,6 +348,8 @@ _KNOWN_KEYS: frozenset[str] = frozenset(HF_FIELDS + HARDCODED_FIELDS + _PRETRAIN
 
 
 def _did_you_mean(key: str) -> str:
+    import difflib  # only when a key is unknown: not on a clean config's path
+
     close = difflib.get_close_matches(key, sorted(_KNOWN_KEYS), n=1, cutoff=0.75)
     return f"did you mean {close[0]!r}?" if close else "remove it, or check its spelling"
 

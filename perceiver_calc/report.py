@@ -7,7 +7,6 @@ rendering only formats what it holds.
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 import re
 from collections.abc import Mapping
@@ -25,6 +24,14 @@ from perceiver_calc.workload import Workload, check_workload, resolved_inputs
 if TYPE_CHECKING:
     from rich.console import Console, Group
     from rich.table import Table
+
+
+def _escape(text: str) -> str:
+    """html.escape, imported when a notebook asks for HTML (not on the CLI's path)."""
+    import html
+
+    return html.escape(text)
+
 
 __all__ = [
     "ModuleDims",
@@ -621,7 +628,7 @@ def html_table(
         out = []
         for i, v in enumerate(row):
             align = "right" if i in right else "left"
-            out.append(f'<{tag} style="text-align:{align}">{html.escape(v)}</{tag}>')
+            out.append(f'<{tag} style="text-align:{align}">{_escape(v)}</{tag}>')
         return "".join(out)
 
     bold = ' style="font-weight:bold"'
@@ -629,7 +636,7 @@ def html_table(
         f"<tr{bold if row and row[0] == 'total' else ''}>{cells('td', row)}</tr>" for row in rows
     )
     return (
-        f'<table><caption style="text-align:left"><b>{html.escape(caption)}</b></caption>'
+        f'<table><caption style="text-align:left"><b>{_escape(caption)}</b></caption>'
         f"<thead><tr>{cells('th', header)}</tr></thead><tbody>{body}</tbody></table>"
     )
 
@@ -678,9 +685,9 @@ def memory_html(m: MemoryCounts) -> str:
 
 def report_html(report: Report) -> str:
     """``Report._repr_html_``: the tables of ``perceiver-calc report``, as HTML."""
-    title = f"<h4>{html.escape(report.model)}"
+    title = f"<h4>{_escape(report.model)}"
     if report.source:
-        title += f" <small>({html.escape(report.source)})</small>"
+        title += f" <small>({_escape(report.source)})</small>"
     parts = [
         title + "</h4>",
         f"<p>parameters: {report.params.total:,}</p>",
@@ -693,13 +700,12 @@ def report_html(report: Report) -> str:
         _html_params(report.params),
     ]
     if report.flops is not None and report.memory is not None:
-        parts.append(f"<p>{html.escape(_workload_line(report))}</p>")
+        parts.append(f"<p>{_escape(_workload_line(report))}</p>")
         parts.append(_html_flops(report.flops, report.params.copies))
         parts.append(_html_memory(report.memory))
     if report.findings:
         items = "".join(
-            f"<li><b>{html.escape(f.severity)}</b>: {html.escape(str(f))}</li>"
-            for f in report.findings
+            f"<li><b>{_escape(f.severity)}</b>: {_escape(str(f))}</li>" for f in report.findings
         )
         parts.append(f"<p><b>Findings</b></p><ul>{items}</ul>")
     return "<div>" + "".join(parts) + "</div>"
