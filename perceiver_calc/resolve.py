@@ -1136,8 +1136,9 @@ def resolve_unchecked(
     # Checked only for an otherwise valid config (the sweep checks every row: a row is invalid
     # if any rule fails, whichever the scalar path lists).
     if rules.magnitudes and (rules.batched or not any(f.severity == "error" for f in ctx.findings)):
-        _param_numel_findings(ctx, modules)
-        ctx.findings += parity.tensor_bytes_findings(modules, rules)
+        with rules.gated():
+            _param_numel_findings(ctx, modules)
+            ctx.findings += parity.tensor_bytes_findings(modules, rules)
     fixed = {"latents": config.num_latents, "one": 1}
     outputs = spec.fixed_outputs(config.max_position_embeddings)
     if outputs is not None and (hasattr(outputs, "dtype") or outputs):

@@ -20,6 +20,8 @@ those rows by the scalar path, exactly).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 __all__ = ["SCALAR", "Rules"]
@@ -37,7 +39,7 @@ class Rules:
     rule but the magnitude ones is taken from it) and in float64 (``"float"``: only the
     magnitude rules, which int64 arithmetic cannot decide, are taken from it)."""
 
-    __slots__ = ("masks", "pass_", "suspect")
+    __slots__ = ("calls", "gate_from", "masks", "order", "pass_", "suspect")
 
     def __init__(self, pass_: Pass = "scalar") -> None:
         self.pass_ = pass_
@@ -45,6 +47,13 @@ class Rules:
         """(code, per-row bool array or True) of every error rule that fails for some row."""
         self.suspect: Any = False
         """Rows the float pass cannot decide (a magnitude within _REL of its limit)."""
+        self.calls = 0
+        """Rules asked so far: both passes ask the same rules in the same order, so a call's
+        number places the int pass's and the float pass's masks in the scalar path's order."""
+        self.order: list[tuple[int, int | None]] = []
+        """Per mask: (its call's number, the call number its :meth:`gated` block began at, or
+        None)."""
+        self.gate_from: int | None = None
 
     @property
     def batched(self) -> bool:
@@ -59,14 +68,17 @@ class Rules:
         """Whether to build the finding (scalar path); else records ``cond`` as a mask."""
         if self.pass_ == "scalar":
             return bool(cond)
+        self.calls += 1
         if severity == "error" and self.pass_ == "int" and _any(cond):
             self.masks.append((code, cond))
+            self.order.append((self.calls, self.gate_from))
         return False
 
     def exceeds(self, value: Any, limit: int, code: str) -> bool:
         """``value > limit`` for a magnitude that may not fit int64 (exact on Python ints)."""
         if self.pass_ == "scalar":
             return bool(value > limit)
+        self.calls += 1
         if self.pass_ == "float" and _any(value > limit * (1 - _REL)):
             import numpy as np
 
@@ -74,8 +86,21 @@ class Rules:
             over = v > limit * (1 + _REL)
             if over.any():
                 self.masks.append((code, over))
+                self.order.append((self.calls, self.gate_from))
             self.suspect = self.suspect | ((v > limit * (1 - _REL)) & ~over)
         return False
+
+    @contextmanager
+    def gated(self) -> Iterator[None]:
+        """Rules the scalar path asks only when none before them (in this step: resolve's, or
+        check_workload's) has failed: ``if batched or not errors: with rules.gated(): ...``.
+        The sweep asks them for every row and drops their masks where an earlier rule of the
+        step fails (a row's reason code is the scalar path's)."""
+        self.gate_from = self.calls
+        try:
+            yield
+        finally:
+            self.gate_from = None
 
 
 def _any(cond: Any) -> bool:

@@ -988,8 +988,8 @@ def _evaluate_rows(
         return
     # per row: the failing rules' codes, resolve's (and the errors that hold for every row)
     # first, else check_workload's, as the scalar path reports them
-    resolve_masks = [*exact.masks[:e_split], *approx.masks[:a_split]]
-    workload_masks = [*exact.masks[e_split:], *approx.masks[a_split:]]
+    resolve_masks = _step_masks(exact, approx, e_split, a_split, "resolve", bool(errors))
+    workload_masks = _step_masks(exact, approx, e_split, a_split, "workload", False)
     code_ids = _mask_codes(run, resolve_masks, shape, errors)
     code_ids = np.where(code_ids >= 0, code_ids, _mask_codes(run, workload_masks, shape, []))
     if errors:  # an error that holds whatever the values (a bad string): every row
@@ -1016,6 +1016,29 @@ def _evaluate_rows(
         run.counts[k][rows[ok]] = out[k][ok]
     for i in rows[suspect].tolist():
         _scalar_row(run, i)
+
+
+def _step_masks(
+    exact: Rules, approx: Rules, e_split: int, a_split: int, step: str, failed: bool
+) -> list[tuple[str, Any]]:
+    """One step's masks (``resolve``'s or ``check_workload``'s, of both passes) as the
+    scalar path would report them: a rule asked under :meth:`Rules.gated` only where no rule
+    of the step asked before the gate fails (nowhere when ``failed``: an error of every row
+    came first)."""
+    entries = []
+    for rules, split in ((exact, e_split), (approx, a_split)):
+        pick = slice(None, split) if step == "resolve" else slice(split, None)
+        entries += [(*m, *o) for m, o in zip(rules.masks[pick], rules.order[pick], strict=True)]
+    out: list[tuple[str, Any]] = []
+    for code, mask, _call, gate in entries:
+        if gate is not None:
+            if failed:
+                continue
+            earlier = [m for _c, m, call, g in entries if g is None and call <= gate]
+            for m in earlier:
+                mask = mask & ~np.asarray(m, dtype=bool)
+        out.append((code, mask))
+    return out
 
 
 def _mask_codes(

@@ -287,7 +287,8 @@ def check_workload(
     if rules.magnitudes and (rules.batched or not any(f.severity == "error" for f in found)):
         from perceiver_calc.parity import activation_bytes_findings
 
-        found += activation_bytes_findings(resolved, workload, rules)
+        with rules.gated():
+            found += activation_bytes_findings(resolved, workload, rules)
     return found
 
 

@@ -378,3 +378,27 @@ def test_prefixed_axis_names_are_checked() -> None:
         grid(base, {"workload.d_latents": [1]})
     with pytest.raises(ValueError, match="already an axis"):
         grid(base, {"image_size": [8], "workload.image_size": [16]})
+
+
+@pytest.mark.parametrize("mode", ["inference", "training"])
+def test_codes_of_magnitude_rules_follow_the_scalar_paths_order(mode: str) -> None:
+    """The tensor-size rules (tensor_bytes_too_large in resolve, activation_bytes_too_large in
+    check_workload, decided in float64) are asked by the scalar path only when no earlier rule
+    of their step failed; the sweep asks them for every row and must drop them there (a row
+    with seq_len > max_position_embeddings and huge activations is seq_len_too_long alone)."""
+    axes: dict[str, list[Any]] = {
+        "vocab_size": [262, 2**31 - 1],
+        "d_model": [768, 2**31 - 2**10],
+        "chunk_size_feed_forward": [0, 1, 3, 5],
+        "num_latents": [16, 2**16],
+        "batch_size": [1, 2**30],
+        "seq_len": [2, 4096],
+    }
+    base = pc.load_config(ROOT / "docs" / "tutorial-base.json")
+    sw = grid(base, axes, model="PerceiverForSequenceClassification", workload=Workload(mode=mode))
+    res = evaluate(sw)
+    check_rows(res, list(range(len(res))))
+    seen = {res.reason_code(i) for i in range(len(res))} - {None}
+    codes = {c for s in seen for c in s.split(",")}
+    assert {"tensor_bytes_too_large", "activation_bytes_too_large", "seq_len_too_long"} <= codes
+    assert "chunk_size_feed_forward" in codes
