@@ -279,7 +279,7 @@ class _Collect:
 
 def _stream(
     path: Path,
-    vary: list[str],
+    axes: dict[str, list[Any]],
     model: str | None,
     wl: Workload,
     consume: Callable[[Iterator[SweepResult]], None],
@@ -291,7 +291,6 @@ def _stream(
     from perceiver_calc.sweep_io import evaluate_blocks
 
     try:
-        axes = _axes(vary)
         cfg = load_config(locate(path))
         total = math.prod(len(v) for v in axes.values())
         with _Bar(total) as bar:
@@ -500,7 +499,7 @@ def register(app: typer.Typer) -> None:
                 _sweep_title,
             )
 
-        _stream(path, vary, model, wl, write)
+        _stream(path, axes, model, wl, write)
         if plot is not None:  # the first PLOT_SERIES lines of the grid, kept while streaming
             _plot(keep.plotted()[0], plot)
 
@@ -544,7 +543,7 @@ def register(app: typer.Typer) -> None:
             for r in results:
                 keep.see(r)
 
-        _stream(path, vary, model, wl, consume)
+        _stream(path, axes, model, wl, consume)
         rows, front = keep.front()
         if fmt is OutFormat.table:
             _stdout().print(f"{keep.within:,} of {keep.offset:,} configs within budget")

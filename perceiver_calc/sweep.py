@@ -178,6 +178,17 @@ class Sweep:
     def row(self, i: int) -> dict[str, Any]:
         return {k: _py(v[i]) for k, v in self.columns.items()}
 
+    def with_columns(self, columns: dict[str, npt.NDArray[Any]]) -> Sweep:
+        """The same base, model, workload and device over other rows (a subset, or blocks
+        concatenated); not a grid (no ``axes``)."""
+        return Sweep(
+            base=self.base,
+            model=self.model,
+            workload=self.workload,
+            columns=columns,
+            device=self.device,
+        )
+
     def config_and_workload(self, i: int) -> tuple[PerceiverConfig, Workload]:
         """Row ``i`` validated by the scalar path (raises ConfigError like load_config)."""
         return _build(self.base, self.workload, self.row(i))
@@ -380,17 +391,9 @@ class SweepResult:
         """The rows ``rows`` (in that order) as a result of their own: a subset to keep (a
         Pareto front, the rows of a plot) without the rest of a block."""
         idx = np.asarray(rows, dtype=np.int64)
-        sw = self.sweep
-        sub = Sweep(
-            base=sw.base,
-            model=sw.model,
-            workload=sw.workload,
-            columns={k: v[idx] for k, v in sw.columns.items()},
-            device=sw.device,
-        )
         return dataclasses.replace(
             self,
-            sweep=sub,
+            sweep=self.sweep.with_columns({k: v[idx] for k, v in self.sweep.columns.items()}),
             valid=self.valid[idx],
             counts={k: v[idx] for k, v in self.counts.items()},
             reason_index=self.reason_index[idx],
@@ -433,7 +436,7 @@ class SweepResult:
         got = self._lazy.get(key)
         if got is None:
             text, codes, _, _ = _verdict(self.sweep, values)
-            got = (text or "invalid", ",".join(codes) or "invalid")
+            got = (text or "invalid", _code_text(codes))
             if len(self._lazy) < LAZY_CACHE:
                 self._lazy[key] = got
         return got
@@ -541,12 +544,8 @@ def concat(results: Sequence[SweepResult]) -> SweepResult:
 
     reason_index, reasons = renumber(lambda r: r.reason_index, lambda r: r.reasons)
     code_index, codes = renumber(lambda r: r.code_index, lambda r: r.codes)
-    sw = first.sweep
-    sweep = Sweep(
-        base=sw.base, model=sw.model, workload=sw.workload, columns=columns, device=sw.device
-    )
     return SweepResult(
-        sweep=sweep,
+        sweep=first.sweep.with_columns(columns),
         valid=np.concatenate([r.valid for r in results]),
         counts=counts,
         reason_index=reason_index,
@@ -575,6 +574,19 @@ class _Reasons:
         return self.index[text]
 
 
+def _error_codes(err: PerceiverCalcError) -> tuple[str, ...]:
+    """A refusal's reason codes: its error findings' codes (sorted, once each), or ``input``
+    for a workload value Workload refuses (InputError carries no findings)."""
+    if isinstance(err, ConfigError):
+        return tuple(sorted({f.code for f in err.errors}))
+    return ("input",)
+
+
+def _code_text(codes: Iterable[str]) -> str:
+    """Reason codes as one text: sorted, once each, joined by ``,`` (the ``codes`` column)."""
+    return ",".join(sorted(set(codes))) or "invalid"
+
+
 def _error_text(err: Exception) -> str:
     if isinstance(err, ConfigError):
         return "; ".join(str(f) for f in err.errors) or str(err)
@@ -589,10 +601,8 @@ def _verdict(sweep: Sweep, values: Mapping[str, Any]) -> Verdict:
     try:
         config, wl = _build(sweep.base, sweep.workload, values)
         resolved = resolve(config, sweep.model)
-    except ConfigError as err:
-        return _error_text(err), tuple(sorted({f.code for f in err.errors})), None, None
-    except PerceiverCalcError as err:
-        return _error_text(err), ("input",), None, None
+    except PerceiverCalcError as err:  # ConfigError included
+        return _error_text(err), _error_codes(err), None, None
     errors = [f for f in check_workload(resolved, wl) if f.severity == "error"]
     if errors:
         return (
@@ -713,7 +723,7 @@ class _Run:
 
     def code_id(self, codes: Iterable[str]) -> int:
         """The id of a reason code: the codes sorted and joined (as ``_verdict`` gives them)."""
-        return self.codes.id(",".join(sorted(set(codes))) or "invalid")
+        return self.codes.id(_code_text(codes))
 
 
 STRUCTURAL: dict[str, Callable[[Any], Any]] = {
@@ -899,10 +909,8 @@ def _range_error(sweep: Sweep, name: str, value: Any) -> tuple[str, tuple[str, .
     """The scalar path's (text, codes) for the base with ``name`` set to ``value`` alone."""
     try:
         _build(sweep.base, sweep.workload, {name: value})
-    except ConfigError as err:
-        return _error_text(err), tuple(sorted({f.code for f in err.errors}))
-    except PerceiverCalcError as err:
-        return _error_text(err), ("input",)
+    except PerceiverCalcError as err:  # ConfigError included
+        return _error_text(err), _error_codes(err)
     return None
 
 
@@ -1103,7 +1111,7 @@ def evaluate_scalar(sweep: Sweep, rows: Iterable[int] | None = None) -> list[dic
     for i in range(len(sweep)) if rows is None else rows:
         text, codes, resolved, wl = _verdict(sweep, sweep.row(i))
         if resolved is None or wl is None:
-            code = ",".join(codes) or "invalid"
+            code = _code_text(codes)
             out.append({"valid": False, "reason": text, "reason_code": code})
             continue
         counts = scalar_counts(resolved, wl, sweep.device)
