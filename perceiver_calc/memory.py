@@ -437,11 +437,11 @@ def count_memory(
     kept = [t for t in tensors if t.in_layer is None or t.layer_input]
     ckpt = total(nbytes(t) for t in kept)
     per_layer: dict[str, int] = {}
-    for t in tensors:
+    for t in tensors if workload.checkpointing else ():  # else no layer is recomputed
         if t.in_layer is not None and not t.layer_input:
             # one application's internals (a folded entry holds t.count equal ones)
             per_layer[t.in_layer] = per_layer.get(t.in_layer, 0) + nbytes(t) // t.count
-    recompute_peak = maximum(0, *per_layer.values()) if workload.checkpointing else 0
+    recompute_peak = maximum(0, *per_layer.values())
     chosen = kept if workload.checkpointing else tensors
     by_module: dict[str, int] = {}
     for t in chosen if detail else ():

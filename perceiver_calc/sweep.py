@@ -13,7 +13,7 @@ numpy arrays (one element per config):
    (``load_config`` / ``Workload``), once per distinct value of a column (an integer column:
    the two ends of its valid interval, found by bisection).
 2. **Structure groups.** Rows that share every non-integer value (model class, strings,
-   booleans, ``None`` vs set, lists such as ``train_size``) and every :data:`STRUCTURAL`
+   booleans, ``None`` vs an integer, lists such as ``train_size``) and every :data:`STRUCTURAL`
    condition (``num_blocks > 0``, ...: integers that decide which modules exist) form a
    group. A group is resolved once with its integer fields as arrays
    (``resolve_unchecked(..., rules=Rules("int"))``): module dims become arrays, and each
@@ -42,6 +42,7 @@ values that depend on one swept field cost that field's size; sums add same-shap
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import re
@@ -758,9 +759,11 @@ def evaluate(
     bad_cols = np.zeros(n, dtype=np.int8)
     first = np.full(n, -1, dtype=np.int32)
     first_code = np.full(n, -1, dtype=np.int32)
+    bad_value: dict[str, BoolArray] = {}  # per column, per distinct value
     for name in cols:
         vals, code = _distinct(sweep, name)
         ids, cids = _range_ids(run, name, vals)
+        bad_value[name] = ids >= 0
         if (ids >= 0).any():
             row_ids = ids[code]
             hit = row_ids >= 0
@@ -778,51 +781,8 @@ def evaluate(
     run.advance(int(bad.sum()))
 
     # 2. Structure groups: rows that share every non-integer column and STRUCTURAL condition.
-    obj_names = [k for k, c in cols.items() if c.dtype != np.int64]
-    int_names = [k for k, c in cols.items() if c.dtype == np.int64]
-    sign_names = [k for k in int_names if _field(k) in STRUCTURAL]
-    all_rows = np.flatnonzero(run.valid).astype(np.int64)
-    codes = [_distinct(sweep, k)[1][all_rows] for k in obj_names]
-    dims = [len(_distinct(sweep, k)[0]) for k in obj_names]
-    for k in sign_names:
-        codes.append(np.asarray(STRUCTURAL[_field(k)](cols[k][all_rows]), dtype=np.int64))
-        dims.append(2)
-    gid, _ = _combos(codes, dims, len(all_rows))
-    order = np.argsort(gid, kind="stable")
-    n_groups = int(gid.max()) + 1 if len(all_rows) else 0
-    bounds = np.searchsorted(gid[order], np.arange(n_groups + 1))
-    axes = sweep.axes
-    broadcast = (
-        n_groups == 1
-        and len(all_rows) == n
-        and list(axes) == list(cols)
-        and math.prod(len(a) for a in axes.values()) == n
-        and all(a.dtype == np.int64 for a in axes.values())
-    )
     with np.errstate(all="ignore"):  # int64 wraps are detected per row (module docstring)
-        if broadcast:
-            # The whole grid is one group: each axis broadcast along its own dimension (most
-            # intermediate values then cost one axis' size), in blocks of the first axis.
-            names = list(axes)
-            dims = [len(axes[k]) for k in names]
-            per = math.prod(dims[1:])
-            step = max(1, BLOCK_ROWS // max(per, 1))
-            for i0 in range(0, dims[0], step):
-                i1 = min(i0 + step, dims[0])
-                shape = (i1 - i0, *dims[1:])
-                arrays = {}
-                for a, k in enumerate(names):
-                    vals = axes[k][i0:i1] if a == 0 else axes[k]
-                    arrays[k] = vals.reshape([len(vals) if b == a else 1 for b in range(len(dims))])
-                rows = np.arange(i0 * per, i1 * per, dtype=np.int64)
-                _evaluate_rows(run, rows, arrays, shape)
-                run.advance(len(rows))
-        for g in range(n_groups if not broadcast else 0):
-            rows = np.sort(all_rows[order[bounds[g] : bounds[g + 1]]])
-            for lo in range(0, len(rows), CHUNK_ROWS):
-                chunk = rows[lo : lo + CHUNK_ROWS]
-                _evaluate_rows(run, chunk, {k: cols[k][chunk] for k in int_names}, (len(chunk),))
-                run.advance(len(chunk))
+        n_groups = _evaluate_grid(run, bad_value) if _is_grid(sweep) else _evaluate_flat(run)
     for k in run.counts:
         run.counts[k][~run.valid] = 0
     counts: dict[str, npt.NDArray[Any]] = dict(run.counts)
@@ -842,6 +802,167 @@ def evaluate(
         scalar_rows=run.scalar_rows,
         groups=n_groups,
     )
+
+
+def _is_grid(sweep: Sweep) -> bool:
+    """Whether the rows are the full grid of ``sweep.axes`` in C order (``grid`` built them)."""
+    axes = sweep.axes
+    return (
+        bool(axes)
+        and list(axes) == list(sweep.columns)
+        and math.prod(len(a) for a in axes.values()) == len(sweep)
+    )
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """Per distinct value of a column (:func:`_group_keys`): its structure-group key and,
+    where the value is an integer (or a list of integers) within int64, that integer (or
+    the list's items), evaluated as int64 arrays (a tuple of arrays for a list). An
+    Optional field's ``None``, a string, a boolean, ... is a group of its own."""
+
+    keys: IntArray
+    """0 or 1 for an integer (its :data:`STRUCTURAL` condition, 0 for another field);
+    ``2 + j`` for the ``j``-th distinct value otherwise; ``2 + D + L`` for a list of ``L``
+    integers (``D`` distinct values)."""
+    length: IntArray
+    """-1: not integers; 0: an integer; L: a list of L integers."""
+    ints: IntArray
+    """(distinct values, max(1, longest list)): the integer in column 0, or the list's items."""
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int and -(2**63) <= v < 2**63
+
+
+def _group_keys(sweep: Sweep, name: str) -> _Keys:
+    """The :class:`_Keys` of a column (its structure groups and integer values)."""
+    vals = _distinct(sweep, name)[0]
+    d = len(vals)
+    if vals.dtype == np.int64:
+        length = np.zeros(d, dtype=np.int64)
+        ints = vals.reshape(d, 1)
+    else:
+        listed = vals.tolist()
+        length = np.array(
+            [
+                0
+                if _is_int(v)
+                else len(v)
+                if isinstance(v, (list, tuple)) and len(v) and all(_is_int(x) for x in v)
+                else -1
+                for v in listed
+            ],
+            dtype=np.int64,
+        ).reshape(d)
+        ints = np.zeros((d, max(1, int(length.max(initial=0)))), dtype=np.int64)
+        for j, v in enumerate(listed):
+            if length[j] == 0:
+                ints[j, 0] = v
+            elif length[j] > 0:
+                ints[j, : length[j]] = v
+    cond = STRUCTURAL.get(_field(name))
+    side = np.asarray(cond(ints[:, 0]), dtype=np.int64) if cond else np.zeros(d, np.int64)
+    keys = np.where(
+        length == 0,
+        side,
+        np.where(length > 0, 2 + d + length, 2 + np.arange(d, dtype=np.int64)),
+    )
+    return _Keys(keys=keys, length=length, ints=ints)
+
+
+def _int_arrays(keys: Mapping[str, _Keys], values: Mapping[str, IntArray]) -> dict[str, Any]:
+    """The integer values of one structure group's rows, per column whose values there are
+    integers (an array) or lists of integers (a tuple of arrays, one per item). ``values``:
+    per column, each row's index into its distinct values (of any shape)."""
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        kk = keys[k]
+        if not v.size:
+            continue
+        length = int(kk.length[v.flat[0]])  # one group's values are all of one kind
+        if length == 0:
+            out[k] = kk.ints[v, 0]
+        elif length > 0:
+            out[k] = tuple(kk.ints[v, c] for c in range(length))
+    return out
+
+
+def _evaluate_flat(run: _Run) -> int:
+    """Rows that are not a grid: grouped by their structure-group keys (:func:`_group_keys`),
+    each group in blocks of :data:`CHUNK_ROWS` rows. Returns the group count."""
+    sweep = run.sweep
+    keys = {k: _group_keys(sweep, k) for k in sweep.columns}
+    all_rows = np.flatnonzero(run.valid).astype(np.int64)
+    codes, dims = [], []
+    for k, kk in keys.items():
+        key = kk.keys
+        if key.max(initial=0) > 0:  # else every value of the column is in one group
+            codes.append(key[_distinct(sweep, k)[1][all_rows]])
+            dims.append(int(key.max()) + 1)
+    gid, _ = _combos(codes, dims, len(all_rows))
+    order = np.argsort(gid, kind="stable")
+    n_groups = int(gid.max()) + 1 if len(all_rows) else 0
+    bounds = np.searchsorted(gid[order], np.arange(n_groups + 1))
+    for g in range(n_groups):
+        rows = np.sort(all_rows[order[bounds[g] : bounds[g + 1]]])
+        for lo in range(0, len(rows), CHUNK_ROWS):
+            chunk = rows[lo : lo + CHUNK_ROWS]
+            values = {k: _distinct(sweep, k)[1][chunk] for k in keys}
+            _evaluate_rows(run, chunk, _int_arrays(keys, values), (len(chunk),))
+            run.advance(len(chunk))
+    return n_groups
+
+
+def _evaluate_grid(run: _Run, bad_value: Mapping[str, BoolArray]) -> int:
+    """A grid's rows, each structure group as a grid of its own: the group's rows are the
+    product of, per axis, the indices of its values that pass step 1 and have one group key
+    (:func:`_group_keys`: one side of a STRUCTURAL condition, every integer of another
+    field, each other value alone). Each integer axis is then broadcast along its own
+    dimension (most intermediate values cost one axis' size), in blocks of whole values of
+    the group's first axis with more than one value (about :data:`BLOCK_ROWS` rows a block).
+    Returns the group count (as :func:`_evaluate_flat` counts them). ``bad_value``: per axis,
+    per distinct value, whether step 1 refuses it (a row is refused there iff one of its
+    values is, so the rows step 1 accepts are the product of each axis' accepted values)."""
+    sweep = run.sweep
+    names = list(sweep.axes)
+    sizes = [len(sweep.axes[k]) for k in names]
+    strides = [math.prod(sizes[a + 1 :]) for a in range(len(names))]
+    keys = {k: _group_keys(sweep, k) for k in names}
+    classes: list[list[IntArray]] = []
+    value: list[IntArray] = []  # per axis: each value's index into the distinct values
+    for a, k in enumerate(names):
+        at = np.arange(sizes[a], dtype=np.int64) * strides[a]  # a row of each value
+        value.append(_distinct(sweep, k)[1][at])
+        ok = np.flatnonzero(~bad_value[k][value[a]]).astype(np.int64)
+        key = keys[k].keys[value[a][ok]]
+        classes.append([ok[key == v] for v in np.unique(key).tolist()])
+    accepted = int(run.valid.sum())  # by step 1
+    n_groups = covered = 0
+    for subsets in itertools.product(*classes):
+        n_groups += 1
+        lens = [len(s) for s in subsets]
+        b = next((a for a, m in enumerate(lens) if m > 1), 0)
+        per = math.prod(lens[b + 1 :])
+        step = max(1, BLOCK_ROWS // max(per, 1))
+        for i0 in range(0, lens[b], step):
+            part = [s[i0 : i0 + step] if a == b else s for a, s in enumerate(subsets)]
+            shape = tuple(len(s) for s in part)
+            dims = len(names)
+            idx = [
+                s.reshape([len(s) if c == a else 1 for c in range(dims)])
+                for a, s in enumerate(part)
+            ]
+            rows = np.zeros(shape, dtype=np.int64)
+            for a in range(dims):
+                rows += idx[a] * strides[a]
+            values = {k: value[a][idx[a]] for a, k in enumerate(names)}
+            _evaluate_rows(run, rows.reshape(-1), _int_arrays(keys, values), shape)
+            run.advance(rows.size)
+            covered += rows.size
+    # the groups partition the accepted rows (each row lies in exactly one product)
+    assert covered == accepted, (covered, accepted)
+    return n_groups
 
 
 LAZY = -2
@@ -949,12 +1070,14 @@ def _batched(
     resolve's (the rest are check_workload's), the codes of errors that hold for every row,
     the :data:`COUNTS`, each an array or an int)."""
     dtype = np.int64 if pass_ == "int" else np.float64
-    cfg_arr = {_field(k): v.astype(dtype) for k, v in arrays.items() if not _is_workload(k)}
-    wl_arr: dict[str, Any] = {
-        _field(k): v.astype(dtype) for k, v in arrays.items() if _is_workload(k)
-    }
-    if "image_size" in wl_arr:  # an int axis: square inputs
-        wl_arr["image_size"] = (wl_arr["image_size"], wl_arr["image_size"])
+
+    def cast_(v: Any) -> Any:  # an array, or a tuple of arrays (a list's items)
+        return tuple(x.astype(dtype) for x in v) if isinstance(v, tuple) else v.astype(dtype)
+
+    cfg_arr = {_field(k): cast_(v) for k, v in arrays.items() if not _is_workload(k)}
+    wl_arr: dict[str, Any] = {_field(k): cast_(v) for k, v in arrays.items() if _is_workload(k)}
+    if "image_size" in wl_arr and not isinstance(wl_arr["image_size"], tuple):
+        wl_arr["image_size"] = (wl_arr["image_size"], wl_arr["image_size"])  # square inputs
     cfg = cast(PerceiverConfig, _Values(config, cfg_arr))
     wl = cast(Workload, _Values(workload, wl_arr))
     rules = Rules(pass_)

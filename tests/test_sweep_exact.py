@@ -402,3 +402,67 @@ def test_codes_of_magnitude_rules_follow_the_scalar_paths_order(mode: str) -> No
     codes = {c for s in seen for c in s.split(",")}
     assert {"tensor_bytes_too_large", "activation_bytes_too_large", "seq_len_too_long"} <= codes
     assert "chunk_size_feed_forward" in codes
+
+
+# Axes whose values are not all integers: each value (or STRUCTURAL side) is a structure
+# group of its own, evaluated as a sub-grid (``_evaluate_grid``); a bad value (step 1) too.
+OTHER_AXES: list[tuple[str, list[Any]]] = [
+    ("use_query_residual", [True, False]),
+    ("qk_channels", [None, 8, 16, 0]),
+    ("hidden_act", ["gelu", "relu", "not-an-activation"]),
+    ("num_blocks", [0, 1, 2]),
+    ("num_self_attends_per_block", [-1, 0, 2]),
+    ("num_labels", [1, 2, 3]),
+    ("dtype", ["fp32", "bf16"]),
+    ("mode", ["inference", "training"]),
+    ("checkpointing", [False, True]),
+    ("seq_len", [None, 1, 64]),
+    # lists of integers: each length a group, the items int64 arrays (a tuple of them)
+    ("train_size", [[8, 8], [16, 12], [4], [6, 10, 2], [12, 4]]),
+    ("output_shape", [[1, 16, 4, 4], [1, 8, 8, 8], [1, 2, 3], [2, 4, 6, 8]]),
+    ("image_size", [[16, 16], [24, 32], [8, 8, 8], None, [4, 36]]),
+    ("config.image_size", [8, [8, 8], 16, [12, 6], [4]]),
+    ("fourier_max_resolution", [None, [16, 16], [32, 8], [5]]),
+]
+
+
+def _row_codes(res: SweepResult) -> list[Any]:
+    return [res.codes[c] if c >= 0 else int(c) for c in res.code_index.tolist()]
+
+
+@st.composite
+def mixed_grids(draw: st.DrawFn) -> Any:
+    """A grid of 2 integer axes and 1-2 axes of OTHER_AXES, in a random order."""
+    model = draw(st.sampled_from(pc.MODEL_CLASSES))
+    cfg = draw(valid_config(model))
+    others = draw(st.lists(st.sampled_from(OTHER_AXES), min_size=1, max_size=2, unique_by=str))
+    taken = {name for name, _ in others}
+    ints = draw(
+        st.lists(st.sampled_from(sorted(set(AXES) - taken)), min_size=2, max_size=2, unique=True)
+    )
+    per_axis = max(2, round((ROWS // 6) ** 0.5))
+    axes: list[tuple[str, list[Any]]] = list(others)
+    for name in ints:
+        lo, hi = AXES[name]
+        k = min(per_axis, hi - lo + 1)
+        axes.append(
+            (name, draw(st.lists(st.integers(lo, hi), min_size=k, max_size=k, unique=True)))
+        )
+    axes = draw(st.permutations(axes))
+    return grid(cfg, dict(axes), model=model), draw(st.integers(0, 2**31))
+
+
+@settings(max_examples=10 if CI else 5)
+@given(mixed_grids())
+def test_grids_with_non_integer_and_structural_axes_equal_scalar(case: Any) -> None:
+    """Each structure group of a grid evaluated as a sub-grid of its own equals the rows
+    evaluated as a flat list (every row) and the scalar path (a sample)."""
+    sw, seed = case
+    res = evaluate(sw)
+    flat = evaluate(sw.with_columns(dict(sw.columns)))  # not a grid: blocks of rows
+    assert res.groups == flat.groups
+    assert np.array_equal(res.valid, flat.valid)
+    for k in COUNTS:
+        assert np.array_equal(res.counts[k], flat.counts[k]), k
+    assert _row_codes(res) == _row_codes(flat)
+    check_rows(res, sample(res, CHECKED, seed))
