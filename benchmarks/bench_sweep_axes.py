@@ -2,7 +2,8 @@
 training FLOPs, training memory) on every kind of axis: integers that change validity or not,
 STRUCTURAL integers (0 removes a module: two structure groups), booleans, an Optional field's
 ``None`` beside integers, lists of integers (``train_size``, the input images' size), and the
-workload's strings.
+workload's strings; and rows whose counts pass int64 (evaluated over object arrays of Python
+ints: exact, slower).
 
     python benchmarks/bench_sweep_axes.py               # one core (OMP_NUM_THREADS=1)
     python benchmarks/bench_sweep_axes.py --markdown    # the table in docs/benchmarks/sweep.md
@@ -142,6 +143,16 @@ CASES: list[tuple[str, dict[str, Any], Workload, str | None, dict[str, Any] | No
         TRAIN,
         "PerceiverForImageClassificationLearned",
         {"image_size": 64},
+    ),
+    (
+        "num_self_attends_per_block near 2**31 x batch_size (FLOPs beyond int64: Python ints)",
+        {
+            "num_self_attends_per_block": range(2**31 - 1001, 2**31 - 1),
+            "batch_size": range(1, 1001),
+        },
+        TRAIN,
+        None,
+        None,
     ),
 ]
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 __all__ = ["SCALAR", "Rules"]
 
-Pass = Literal["scalar", "int", "float"]
+Pass = Literal["scalar", "int", "float", "exact"]
 
 _REL = 1e-6
 """Relative margin of :meth:`Rules.exceeds` in float64 (its rounding error is far smaller)."""
@@ -37,7 +37,9 @@ class Rules:
 
     A batched evaluation runs twice: in int64 (``"int"``: exact unless a value wraps; every
     rule but the magnitude ones is taken from it) and in float64 (``"float"``: only the
-    magnitude rules, which int64 arithmetic cannot decide, are taken from it)."""
+    magnitude rules, which int64 arithmetic cannot decide, are taken from it). Rows those two
+    cannot settle run again over object arrays of Python ints (``"exact"``: every rule, the
+    magnitude ones compared exactly)."""
 
     __slots__ = ("calls", "gate_from", "masks", "order", "pass_", "suspect")
 
@@ -69,7 +71,7 @@ class Rules:
         if self.pass_ == "scalar":
             return bool(cond)
         self.calls += 1
-        if severity == "error" and self.pass_ == "int" and _any(cond):
+        if severity == "error" and self.pass_ != "float" and _any(cond):
             self.masks.append((code, cond))
             self.order.append((self.calls, self.gate_from))
         return False
@@ -79,6 +81,12 @@ class Rules:
         if self.pass_ == "scalar":
             return bool(value > limit)
         self.calls += 1
+        if self.pass_ == "exact":  # Python ints in object arrays: compared exactly
+            over = value > limit
+            if _any(over):
+                self.masks.append((code, over))
+                self.order.append((self.calls, self.gate_from))
+            return False
         if self.pass_ == "float" and _any(value > limit * (1 - _REL)):
             import numpy as np
 

@@ -29,14 +29,19 @@ numpy arrays (one element per config):
    int64 (exact unless an intermediate wraps) and in float64 (approximate magnitudes). A row
    whose float64 counts reach 2**62, or disagree with int64 beyond float rounding (a wrap),
    or whose tensor-size rule (``tensor_too_large``, ``activation_bytes_too_large``, decided
-   by ``Rules.exceeds`` in float64) is within 1e-6 of torch's limit, is *suspect*: it is
-   evaluated by the scalar path in Python ints (``SweepResult.scalar_rows``). Counts beyond
-   int64 are kept exactly (that count's column becomes an object array of Python ints).
+   by ``Rules.exceeds`` in float64) is within 1e-6 of torch's limit, is *suspect*: the same
+   functions run once more on the suspect rows over object arrays of Python ints (exact at
+   any size; every rule decided exactly: ``Rules("exact")``), and only where that pass
+   raises (a Python int divides by zero where int64 would not, on a refused row) row by row
+   through the scalar path (``SweepResult.scalar_rows`` counts both). Counts beyond int64 are
+   kept exactly (that count's column becomes an object array of Python ints).
 
-Speed: a whole grid (one group) is evaluated with each axis broadcast along its own dimension,
-in blocks of whole values of the first axis (:data:`BLOCK_ROWS`), so the many intermediate
-values that depend on one swept field cost that field's size; sums add same-shape arrays first
-(``arith.total``). Other sweeps are evaluated in blocks of :data:`CHUNK_ROWS` rows.
+Speed: a grid is evaluated structure group by structure group, each as a grid of its own
+(``_evaluate_grid``), with each axis broadcast along its own dimension, in blocks of whole
+values of the group's first axis (:data:`BLOCK_ROWS`), so the many intermediate values that
+depend on one swept field cost that field's size; sums add same-shape arrays first
+(``arith.total``). Other sweeps (rows given as columns, not axes) are evaluated in blocks of
+:data:`CHUNK_ROWS` rows.
 """
 
 from __future__ import annotations
@@ -376,8 +381,9 @@ class SweepResult:
     """What ``reason`` holds in :meth:`rows`, :meth:`iter_rows` and :meth:`columns`: the
     scalar path's text (computed when read, about 0.2 ms a row) or the reason code (free)."""
     scalar_rows: int = 0
-    """Rows evaluated by the scalar path (Python ints): those whose float64 magnitude comes
-    near int64's range, where an int64 intermediate may have wrapped."""
+    """Rows evaluated in Python ints (object arrays, or the scalar path where those raise):
+    those whose float64 magnitude comes near int64's range, where an int64 intermediate may
+    have wrapped."""
     groups: int = 0
     fit_points: int = 0
     """Always 0 (no polynomial fit any more); kept for callers that print it."""
@@ -1064,12 +1070,12 @@ def _batched(
     config: PerceiverConfig,
     workload: Workload,
     arrays: Mapping[str, IntArray],
-    pass_: Literal["int", "float"],
+    pass_: Literal["int", "float", "exact"],
 ) -> tuple[Rules, int, list[str], dict[str, Any]]:
     """The scalar path on arrays: (rules with the per-row masks, how many of those masks are
     resolve's (the rest are check_workload's), the codes of errors that hold for every row,
     the :data:`COUNTS`, each an array or an int)."""
-    dtype = np.int64 if pass_ == "int" else np.float64
+    dtype = {"int": np.int64, "float": np.float64, "exact": object}[pass_]
 
     def cast_(v: Any) -> Any:  # an array, or a tuple of arrays (a list's items)
         return tuple(x.astype(dtype) for x in v) if isinstance(v, tuple) else v.astype(dtype)
@@ -1113,16 +1119,10 @@ def _evaluate_rows(
     try:
         exact, e_split, errors, counts = _batched(sweep, config, workload, arrays, "int")
         approx, a_split, _, fcounts = _batched(sweep, config, workload, arrays, "float")
-    except OverflowError:  # a fixed Python int beyond int64 met an int64 array: row by row
-        for i in rows.tolist():
-            _scalar_row(run, i)
+    except OverflowError:  # a fixed Python int beyond int64 met an int64 array
+        _exact_rows(run, rows, arrays, shape, config, workload)
         return
-    # per row: the failing rules' codes, resolve's (and the errors that hold for every row)
-    # first, else check_workload's, as the scalar path reports them
-    resolve_masks = _step_masks(exact, approx, e_split, a_split, "resolve", bool(errors))
-    workload_masks = _step_masks(exact, approx, e_split, a_split, "workload", False)
-    code_ids = _mask_codes(run, resolve_masks, shape, errors)
-    code_ids = np.where(code_ids >= 0, code_ids, _mask_codes(run, workload_masks, shape, []))
+    code_ids = _row_codes(run, [(exact, e_split), (approx, a_split)], shape, errors)
     if errors:  # an error that holds whatever the values (a bad string): every row
         run.invalidate(rows, LAZY, code_ids)
         return
@@ -1145,19 +1145,82 @@ def _evaluate_rows(
     ok = ~bad & ~suspect
     for k in COUNTS:
         run.counts[k][rows[ok]] = out[k][ok]
-    for i in rows[suspect].tolist():
-        _scalar_row(run, i)
+    if suspect.all():  # the whole block: its axes stay broadcast
+        _exact_rows(run, rows, arrays, shape, config, workload)
+    elif suspect.any():
+        picked = _flat(arrays, shape, suspect)
+        _exact_rows(run, rows[suspect], picked, (int(suspect.sum()),), config, workload)
+
+
+def _flat(arrays: Mapping[str, Any], shape: tuple[int, ...], pick: BoolArray) -> dict[str, Any]:
+    """``arrays`` (each broadcastable to ``shape``; a tuple of such for a list) as one value
+    per row of flattened ``shape``, at the rows ``pick``."""
+
+    def one(a: Any) -> Any:
+        return np.broadcast_to(a, shape).reshape(-1)[pick]
+
+    return {k: tuple(map(one, v)) if isinstance(v, tuple) else one(v) for k, v in arrays.items()}
+
+
+def _row_codes(
+    run: _Run, passes: Sequence[tuple[Rules, int]], shape: tuple[int, ...], errors: Sequence[str]
+) -> npt.NDArray[np.int32]:
+    """Per row: the id of the failing rules' codes, resolve's (and ``errors``, those that
+    hold for every row) first, else check_workload's, as the scalar path reports them; -1
+    where none fails."""
+    resolve_masks = _step_masks(passes, "resolve", bool(errors))
+    workload_masks = _step_masks(passes, "workload", False)
+    code_ids = _mask_codes(run, resolve_masks, shape, errors)
+    return np.where(code_ids >= 0, code_ids, _mask_codes(run, workload_masks, shape, []))
+
+
+def _exact_rows(
+    run: _Run,
+    rows: IntArray,
+    arrays: Mapping[str, Any],
+    shape: tuple[int, ...],
+    config: PerceiverConfig,
+    workload: Workload,
+) -> None:
+    """Rows whose int64 evaluation may have wrapped (or met a fixed value beyond int64): the
+    same functions once more, over object arrays of Python ints (exact at any size;
+    ``arrays`` broadcastable to ``shape``, which flattened is ``rows``). Counts beyond int64
+    are kept exactly. Where that pass
+    cannot run (a Python int raises where int64 would wrap or divide by zero, on a row some
+    rule refuses), the rows go one by one through the scalar path."""
+    run.scalar_rows += len(rows)
+    m = len(rows)
+    try:
+        rules, split, errors, counts = _batched(run.sweep, config, workload, arrays, "exact")
+    except (ArithmeticError, TypeError, ValueError):
+        run.scalar_rows -= m
+        for i in rows.tolist():
+            _scalar_row(run, i)
+        return
+    code_ids = _row_codes(run, [(rules, split)], shape, errors)
+    if errors:  # an error that holds whatever the values: every row
+        run.invalidate(rows, LAZY, code_ids)
+        return
+    bad = code_ids >= 0
+    if bad.any():
+        run.invalidate(rows[bad], LAZY, code_ids[bad])
+    for k in COUNTS:
+        values = np.broadcast_to(np.asarray(counts[k], dtype=object), shape).reshape(m)
+        fits = ~bad & (values >= -(2**63)) & (values < 2**63)
+        run.counts[k][rows[fits]] = values[fits].astype(np.int64)
+        for j in np.flatnonzero(~bad & ~fits).tolist():  # beyond int64: kept exactly
+            run.big.setdefault(k, {})[int(rows[j])] = int(values[j])
 
 
 def _step_masks(
-    exact: Rules, approx: Rules, e_split: int, a_split: int, step: str, failed: bool
+    passes: Sequence[tuple[Rules, int]], step: str, failed: bool
 ) -> list[tuple[str, Any]]:
-    """One step's masks (``resolve``'s or ``check_workload``'s, of both passes) as the
-    scalar path would report them: a rule asked under :meth:`Rules.gated` only where no rule
-    of the step asked before the gate fails (nowhere when ``failed``: an error of every row
-    came first)."""
+    """One step's masks (``resolve``'s or ``check_workload``'s, of every pass: (rules, how
+    many of its masks are resolve's)) as the scalar path would report them: a rule asked
+    under :meth:`Rules.gated` only where no rule of the step asked before the gate fails
+    (nowhere when ``failed``: an error of every row came first)."""
     entries = []
-    for rules, split in ((exact, e_split), (approx, a_split)):
+    for rules, split in passes:
         pick = slice(None, split) if step == "resolve" else slice(split, None)
         entries += [(*m, *o) for m, o in zip(rules.masks[pick], rules.order[pick], strict=True)]
     out: list[tuple[str, Any]] = []

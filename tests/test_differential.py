@@ -63,19 +63,25 @@ def test_agrees_with_transformers(model_class: str, case: st.DataObject) -> None
 def test_a_third_or_more_of_the_cases_are_invalid() -> None:
     """The generator's mix, judged by perceiver-calc's verdict (equal to transformers' per the
     property above, so cheap to count): at least 30% rejected, at least 30% accepted, every
-    class and most mutations drawn. Collected over 20 examples of one case per class (one
+    class and most mutations drawn. Collected over 30 examples of one case per class (one
     example drawing all 160 overran hypothesis' buffer on a loaded machine: Unsatisfiable)."""
     cases: list[Case] = []
 
+    # derandomized: a share over 160-240 random cases has a standard deviation of ~3 points,
+    # so an unlucky draw (26% once, 2026-12-03) would fail a correct generator now and then
     @settings(
-        max_examples=20, suppress_health_check=list(HealthCheck), database=None, deadline=None
+        max_examples=30,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+        deadline=None,
+        derandomize=True,
     )
     @given(st.tuples(*(case_strategy(mc) for mc in MODEL_CLASSES)))
     def collect(batch: tuple[Case, ...]) -> None:
         cases.extend(batch)
 
     collect()
-    assert len(cases) >= 8 * 20
+    assert len(cases) >= 8 * 20  # hypothesis may stop early on a loaded machine
     rejected = sum(not our_verdict(c).ok for c in cases)
     assert 0.3 * len(cases) <= rejected <= 0.7 * len(cases), rejected
     assert {c.model_class for c in cases} == set(MODEL_CLASSES)

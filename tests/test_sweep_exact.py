@@ -466,3 +466,42 @@ def test_grids_with_non_integer_and_structural_axes_equal_scalar(case: Any) -> N
         assert np.array_equal(res.counts[k], flat.counts[k]), k
     assert _row_codes(res) == _row_codes(flat)
     check_rows(res, sample(res, CHECKED, seed))
+
+
+HUGE = {
+    "num_self_attends_per_block": [1, 2**20, 2**31 - 1],
+    "num_blocks": [1, 2**16, 2**31 - 1],
+    "num_latents": [8, 2**24, 2**31 - 1],
+    "d_latents": [16, 2**24, 2**31 - 8],
+    "batch_size": [1, 2**20, 2**31 - 1],
+    "seq_len": [1, 2**16, 2**31 - 1],
+    "vocab_size": [2, 2**28, 2**31 - 1],
+}
+"""Values whose counts pass int64 (or come near it): those rows run over object arrays of
+Python ints (``_exact_rows``), some with rules that refuse them (a tensor too large)."""
+
+
+@settings(max_examples=8 if CI else 4)
+@given(
+    st.lists(st.sampled_from(sorted(HUGE)), min_size=2, max_size=3, unique=True),
+    st.sampled_from(["inference", "training"]),
+    st.sampled_from(pc.MODEL_CLASSES),
+)
+def test_rows_beyond_int64_equal_scalar_on_every_row(
+    names: list[str], mode: str, model: str
+) -> None:
+    """Every row of a grid mixing small and huge values: validity, code, text and exact
+    counts (Python ints beyond int64) equal the scalar path's."""
+    base = pc.load_config(
+        {
+            "d_model": 16,
+            "d_latents": 16,
+            "num_latents": 8,
+            "num_self_attention_heads": 1,
+            "num_cross_attention_heads": 1,
+            "max_position_embeddings": 2**31 - 1,
+        }
+    )
+    sw = grid(base, {k: HUGE[k] for k in names}, model=model, workload=Workload(mode=mode))
+    res = evaluate(sw)
+    check_rows(res, list(range(len(res))))
