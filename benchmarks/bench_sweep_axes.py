@@ -197,7 +197,7 @@ def main() -> None:
             f"{args.repeats} cold runs each\n"
         )
         print(
-            "| axes | rows | valid | groups | by the scalar path | configs/s (first) | "
+            "| axes | rows | valid | groups | in Python ints | configs/s (first) | "
             "configs/s (median) |"
         )
         print("|---|--:|--:|--:|--:|--:|--:|")
@@ -210,7 +210,7 @@ def main() -> None:
     for r in rows:
         print(
             f"{r['case']}: {r['rows']:,} rows ({r['valid']:,} valid, {r['groups']} groups, "
-            f"{r['scalar_rows']} by the scalar path): {r['first']:,.0f} configs/s first, "
+            f"{r['scalar_rows']} in Python ints): {r['first']:,.0f} configs/s first, "
             f"{r['median']:,.0f} median (load {load:.1f})"
         )
 

@@ -707,8 +707,8 @@ class _Run:
         self.reason_index = np.full(n, -1, dtype=np.int32)
         self.code_index = np.full(n, -1, dtype=np.int32)
         self.counts = {k: np.zeros(n, dtype=np.int64) for k in COUNTS}
-        self.big: dict[str, dict[int, int]] = {}
-        """Counts beyond int64 (rows of the scalar path), exact: row -> value per count."""
+        self.big: dict[str, list[tuple[IntArray, npt.NDArray[Any]]]] = {}
+        """Counts beyond int64, exact: per count, blocks of (rows, their Python ints)."""
         self.progress = progress
         self.done = 0
         self.scalar_rows = 0
@@ -792,10 +792,10 @@ def evaluate(
     for k in run.counts:
         run.counts[k][~run.valid] = 0
     counts: dict[str, npt.NDArray[Any]] = dict(run.counts)
-    for k, exact in run.big.items():  # beyond int64: that column holds Python ints
+    for k, parts in run.big.items():  # beyond int64: that column holds Python ints
         col = counts[k].astype(object)
-        for i, v in exact.items():
-            col[i] = v
+        for rows, values in parts:
+            col[rows] = values
         counts[k] = col
     return SweepResult(
         sweep=sweep,
@@ -1208,8 +1208,9 @@ def _exact_rows(
         values = np.broadcast_to(np.asarray(counts[k], dtype=object), shape).reshape(m)
         fits = ~bad & (values >= -(2**63)) & (values < 2**63)
         run.counts[k][rows[fits]] = values[fits].astype(np.int64)
-        for j in np.flatnonzero(~bad & ~fits).tolist():  # beyond int64: kept exactly
-            run.big.setdefault(k, {})[int(rows[j])] = int(values[j])
+        beyond = ~bad & ~fits  # kept exactly (Python ints)
+        if beyond.any():
+            run.big.setdefault(k, []).append((rows[beyond], values[beyond]))
 
 
 def _step_masks(
@@ -1274,7 +1275,7 @@ def _scalar_row(run: _Run, i: int) -> None:
         if -(2**63) <= v < 2**63:
             run.counts[k][i] = v
         else:
-            run.big.setdefault(k, {})[i] = v
+            run.big.setdefault(k, []).append((np.array([i]), np.array([v], dtype=object)))
 
 
 CHUNK_ROWS = 1 << 16
