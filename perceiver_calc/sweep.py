@@ -1106,8 +1106,9 @@ def _evaluate_rows(
 ) -> None:
     """Rows of one structure group: validity and counts by the scalar path's functions on
     arrays, twice (int64: exact unless a value wraps; float64: magnitudes), rows the two
-    cannot settle once more over Python ints (:func:`_exact_rows`). ``arrays``: the integer columns, each of
-    ``shape`` or broadcastable to it; ``shape`` flattened (C order) is ``rows``."""
+    cannot settle once more over Python ints (:func:`_exact_rows`). ``arrays``: the integer
+    columns, each of ``shape`` or broadcastable to it; ``shape`` flattened (C order) is
+    ``rows``."""
     sweep = run.sweep
     n = len(rows)
     try:
