@@ -1092,6 +1092,8 @@ def _batched(
     # the scalar path stops at resolve's errors: check_workload's rules count only for the
     # rows resolve accepts (the row's code is one step's, as _verdict reports it)
     split = len(rules.masks)
+    if errors:  # every row is refused by resolve: the scalar path goes no further (nor can:
+        return rules, split, errors, {}  # an empty train_size has no height to read)
     check_workload(resolved, wl, rules)
     return rules, split, errors, scalar_counts(resolved, wl, sweep.device)
 

@@ -418,8 +418,8 @@ OTHER_AXES: list[tuple[str, list[Any]]] = [
     ("checkpointing", [False, True]),
     ("seq_len", [None, 1, 64]),
     # lists of integers: each length a group, the items int64 arrays (a tuple of them)
-    ("train_size", [[8, 8], [16, 12], [4], [6, 10, 2], [12, 4]]),
-    ("output_shape", [[1, 16, 4, 4], [1, 8, 8, 8], [1, 2, 3], [2, 4, 6, 8]]),
+    ("train_size", [[8, 8], [16, 12], [4], [6, 10, 2], [12, 4], []]),
+    ("output_shape", [[1, 16, 4, 4], [1, 8, 8, 8], [1, 2, 3], [2, 4, 6, 8], []]),
     ("image_size", [[16, 16], [24, 32], [8, 8, 8], None, [4, 36]]),
     ("config.image_size", [8, [8, 8], 16, [12, 6], [4]]),
     ("fourier_max_resolution", [None, [16, 16], [32, 8], [5]]),
@@ -505,3 +505,27 @@ def test_rows_beyond_int64_equal_scalar_on_every_row(
     sw = grid(base, {k: HUGE[k] for k in names}, model=model, workload=Workload(mode=mode))
     res = evaluate(sw)
     check_rows(res, list(range(len(res))))
+
+
+LIST_FIELDS = [
+    "train_size",
+    "output_shape",
+    "config.image_size",
+    "image_size",
+    "fourier_max_resolution",
+]
+HOSTILE_LISTS: list[Any] = [[8, 8], [8, "a"], [], [1, 2, 3], [4], None, 8, "x", [0, 8], [2**40, 2]]
+
+
+@pytest.mark.parametrize("name", LIST_FIELDS)
+def test_list_axes_with_hostile_values_equal_scalar(name: str) -> None:
+    """Every row, every class: lists of every length (an empty one crashed the sweep: the
+    workload step read the height of an empty train_size, which the scalar path never
+    reaches once resolve refuses it), strings in a list, a bare integer or string, None,
+    zeros and items beyond int64."""
+    base = pc.load_config(
+        {"num_cross_attention_heads": 1, "num_self_attention_heads": 1, "num_latents": 32}
+    )
+    for model in pc.MODEL_CLASSES:
+        res = evaluate(grid(base, {name: HOSTILE_LISTS, "d_latents": [64, 63]}, model=model))
+        check_rows(res, list(range(len(res))))
