@@ -116,9 +116,9 @@ def tensor_bytes_findings(modules: Iterable[Module], rules: Rules = SCALAR) -> l
     for m in modules:
         for name, shape in m.shapes().items():
             numel = math.prod(shape)
-            # (numel > INT64_MAX is tensor_too_large's error; the sweep lists both)
-            if rules.exceeds(numel * PARAM_BYTES, INT64_MAX, "tensor_bytes_too_large") and (
-                numel <= INT64_MAX
+            # where numel > INT64_MAX, tensor_too_large (resolve) is the row's error instead
+            if rules.exceeds(
+                numel * PARAM_BYTES, INT64_MAX, "tensor_bytes_too_large", unless=numel
             ):
                 found.append(
                     Finding(

@@ -76,13 +76,17 @@ class Rules:
             self.order.append((self.calls, self.gate_from))
         return False
 
-    def exceeds(self, value: Any, limit: int, code: str) -> bool:
-        """``value > limit`` for a magnitude that may not fit int64 (exact on Python ints)."""
+    def exceeds(self, value: Any, limit: int, code: str, unless: Any = None) -> bool:
+        """``value > limit`` for a magnitude that may not fit int64 (exact on Python ints);
+        with ``unless`` (another magnitude), only where ``unless <= limit`` as well (where
+        it is over, another rule reports the row)."""
         if self.pass_ == "scalar":
-            return bool(value > limit)
+            return bool(value > limit) and not (unless is not None and unless > limit)
         self.calls += 1
         if self.pass_ == "exact":  # Python ints in object arrays: compared exactly
             over = value > limit
+            if unless is not None:
+                over = over & ~(unless > limit)
             if _any(over):
                 self.masks.append((code, over))
                 self.order.append((self.calls, self.gate_from))
@@ -92,10 +96,17 @@ class Rules:
 
             v = np.asarray(value, dtype=np.float64)
             over = v > limit * (1 + _REL)
+            near = (v > limit * (1 - _REL)) & ~over
+            if unless is not None:
+                u = np.asarray(unless, dtype=np.float64)
+                u_over = u > limit * (1 + _REL)
+                # where value is over, unless decides: suspect when it is too near to say
+                near = near | ((v > limit * (1 - _REL)) & (u > limit * (1 - _REL)) & ~u_over)
+                over = over & ~(u > limit * (1 - _REL))
             if over.any():
                 self.masks.append((code, over))
                 self.order.append((self.calls, self.gate_from))
-            self.suspect = self.suspect | ((v > limit * (1 - _REL)) & ~over)
+            self.suspect = self.suspect | near
         return False
 
     @contextmanager

@@ -313,10 +313,18 @@ def grid(
     """The full grid (Cartesian product) of ``axes`` around ``base``; the last axis varies
     fastest. Unknown field names raise ``ValueError``."""
     cfg = base if isinstance(base, PerceiverConfig) else load_config(base)
-    known = set(PerceiverConfig.model_fields) | {"_label_trainable_num_channels"}
+    # transformers' keys: an aliased field by its alias only (load_config reads no other
+    # spelling: label_trainable_num_channels would be an unknown key there)
+    known = {f.alias or k for k, f in PerceiverConfig.model_fields.items()}
     for name in axes:
         key = _key(name)
         if not (key in WORKLOAD_FIELDS if _is_workload(name) else key in known):
+            alias = PerceiverConfig.model_fields.get(key)
+            if alias is not None and alias.alias and not _is_workload(name):
+                raise ValueError(
+                    f"--vary {name}: transformers' name for this field is {alias.alias} "
+                    "(a config key spelt otherwise is not read)"
+                )
             where = {"config.": "PerceiverConfig", "workload.": "workload"}.get(
                 name[: len(name) - len(key)], "PerceiverConfig or workload"
             )
@@ -742,6 +750,14 @@ STRUCTURAL: dict[str, Callable[[Any], Any]] = {
 self-attention block, the regression loss): rows are grouped by these conditions as well
 (``arith.decides`` asserts them uniform within a group)."""
 
+BY_VALUE: frozenset[str] = frozenset(
+    {"attention_probs_dropout_prob", "initializer_range", "layer_norm_eps"}
+)
+"""Fields typed float (an int accepted too), never evaluated as arrays: each value is a
+structure group of its own. The dropout probability decides whether dropout masks are saved
+and counted (``p > 0`` in flops.py and memory.py, a Python ``if``); the other two feed no
+count."""
+
 
 def evaluate(
     sweep: Sweep,
@@ -845,7 +861,10 @@ def _group_keys(sweep: Sweep, name: str) -> _Keys:
     """The :class:`_Keys` of a column (its structure groups and integer values)."""
     vals = _distinct(sweep, name)[0]
     d = len(vals)
-    if vals.dtype == np.int64:
+    if _field(name) in BY_VALUE:
+        length = np.full(d, -1, dtype=np.int64)
+        ints = np.zeros((d, 1), dtype=np.int64)
+    elif vals.dtype == np.int64:
         length = np.zeros(d, dtype=np.int64)
         ints = vals.reshape(d, 1)
     else:

@@ -529,3 +529,52 @@ def test_list_axes_with_hostile_values_equal_scalar(name: str) -> None:
     for model in pc.MODEL_CLASSES:
         res = evaluate(grid(base, {name: HOSTILE_LISTS, "d_latents": [64, 63]}, model=model))
         check_rows(res, list(range(len(res))))
+
+
+HOSTILE_VALUES: list[Any] = [
+    None, 0, -1, 1, 2, 7, 64, 2**31 - 1, 2**40, 2**70, True, "x",
+    [], [1], [2, 2], [3, 4, 5, 6], 1.5, 0.1,
+]  # fmt: skip
+"""Every kind of value, for every field: most are refused by the field's type or range (step
+1), some only by a rule across fields, some beyond int64."""
+
+
+def _axis_names() -> list[str]:
+    from perceiver_calc.config import PerceiverConfig
+    from perceiver_calc.sweep import SHARED_NAMES, WORKLOAD_FIELDS
+
+    internal = {"base_keys", "unknown_keys", "duplicate_keys"}
+    config = sorted({f.alias or k for k, f in PerceiverConfig.model_fields.items()} - internal)
+    return [f"config.{k}" if k in SHARED_NAMES else k for k in config] + sorted(
+        f"workload.{k}" if k in SHARED_NAMES else k for k in WORKLOAD_FIELDS
+    )
+
+
+@pytest.mark.parametrize("name", _axis_names())
+def test_every_field_as_an_axis_of_hostile_values_equals_scalar(name: str) -> None:
+    """Each config field (transformers' keys) and workload flag as an axis of every kind of
+    value, crossed with a width that the heads do and do not divide, for every class: every
+    row equals the scalar path (this found an empty train_size crashing the sweep, an int
+    dropout probability evaluated as an array, and codes listing tensor_bytes_too_large
+    where tensor_too_large alone is the scalar path's)."""
+    base = pc.load_config(
+        {"num_cross_attention_heads": 1, "num_self_attention_heads": 1, "num_latents": 32}
+    )
+    for model in pc.MODEL_CLASSES if CI else pc.MODEL_CLASSES[::3]:
+        res = evaluate(grid(base, {name: HOSTILE_VALUES, "d_latents": [64, 63]}, model=model))
+        check_rows(res, list(range(len(res))))
+
+
+def test_an_aliased_field_is_an_axis_by_transformers_name_only() -> None:
+    base = pc.load_config("docs/tutorial-base.json")
+    with pytest.raises(ValueError) as err:
+        grid(base, {"label_trainable_num_channels": [8, 16]})
+    assert str(err.value) == (
+        "--vary label_trainable_num_channels: transformers' name for this field is "
+        "_label_trainable_num_channels (a config key spelt otherwise is not read)"
+    )
+    small = pc.load_config({"num_cross_attention_heads": 1, "num_self_attention_heads": 1})
+    model = "PerceiverForMultimodalAutoencoding"
+    res = evaluate(grid(small, {"_label_trainable_num_channels": [8, 2000]}, model=model))
+    check_rows(res, [0, 1])
+    assert res.valid.all() and res.counts["params"][0] != res.counts["params"][1]
