@@ -395,7 +395,7 @@ class SweepResult:
     groups: int = 0
     fit_points: int = 0
     """Always 0 (no polynomial fit any more); kept for callers that print it."""
-    _lazy: dict[Any, tuple[str, str]] = field(
+    _lazy: dict[str, tuple[str, str]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -443,11 +443,9 @@ class SweepResult:
     def _lazy_verdict(self, i: int) -> tuple[str, str]:
         """Row ``i``'s (text, code) by the scalar path, cached by the row's values."""
         values = self.sweep.row(i)
-        try:
-            key: Any = tuple(sorted(values.items()))
-            hash(key)
-        except TypeError:
-            key = repr(sorted(values.items()))
+        # by text: values that compare equal may differ in type (True == 1 == 1.0), and the
+        # validator's verdict differs with it
+        key = repr(sorted(values.items()))
         got = self._lazy.get(key)
         if got is None:
             text, codes, _, _ = _verdict(self.sweep, values)

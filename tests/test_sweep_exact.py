@@ -578,3 +578,50 @@ def test_an_aliased_field_is_an_axis_by_transformers_name_only() -> None:
     res = evaluate(grid(small, {"_label_trainable_num_channels": [8, 2000]}, model=model))
     check_rows(res, [0, 1])
     assert res.valid.all() and res.counts["params"][0] != res.counts["params"][1]
+
+
+def test_reason_text_of_equal_values_of_different_types() -> None:
+    """True == 1 in Python: the text of a row refused for several columns (asked of the scalar
+    path when read, cached by the row's values) is the row's own, not an equal row's."""
+    base = pc.load_config("docs/tutorial-base.json")
+    sw = grid(base, {"id2label": [True, 1, 1.0], "samples_per_patch": [2**70]})
+    res = evaluate(sw)
+    check_rows(res, list(range(len(res))))
+    assert "id2label (True)" in (res.reason(0) or "")
+    assert "id2label (1)" in (res.reason(1) or "")
+
+
+@st.composite
+def hostile_grids(draw: st.DrawFn) -> Any:
+    names = draw(st.lists(st.sampled_from(_axis_names()), min_size=2, max_size=3, unique=True))
+    axes: dict[str, list[Any]] = {}
+    for name in names:
+        pool = st.one_of(st.sampled_from(HOSTILE_VALUES), st.integers(0, 600))
+        axes[name] = draw(st.lists(pool, min_size=1, max_size=5))
+    base = draw(
+        st.sampled_from(
+            [
+                {"num_cross_attention_heads": 1, "num_self_attention_heads": 1, "num_latents": 32},
+                {},
+                json.loads((ROOT / "docs" / "tutorial-base.json").read_text()),
+            ]
+        )
+    )
+    model = draw(st.sampled_from(pc.MODEL_CLASSES))
+    wl = Workload(mode=draw(st.sampled_from(["inference", "training"])))
+    return pc.load_config(base), axes, model, wl
+
+
+@settings(max_examples=60 if CI else 15, deadline=None)
+@given(hostile_grids())
+def test_grids_of_hostile_values_on_any_fields_equal_scalar(case: Any) -> None:
+    """2-3 fields drawn from every config field and workload flag, each over values of every
+    kind (types, ranges, lists, beyond int64, repeats): every row equals the scalar path."""
+    base, axes, model, wl = case
+    try:
+        sw = grid(base, axes, model=model, workload=wl)
+    except ValueError as err:  # two spellings of one field (config.x and x)
+        assert "already an axis" in str(err)
+        return
+    res = evaluate(sw)
+    check_rows(res, list(range(len(res))))
