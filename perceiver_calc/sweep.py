@@ -1086,7 +1086,7 @@ def _batched(
     sweep: Sweep,
     config: PerceiverConfig,
     workload: Workload,
-    arrays: Mapping[str, IntArray],
+    arrays: Mapping[str, Any],
     pass_: Literal["int", "float", "exact"],
 ) -> tuple[Rules, int, list[str], dict[str, Any]]:
     """The scalar path on arrays: (rules with the per-row masks, how many of those masks are
@@ -1121,13 +1121,13 @@ enough that an intermediate may have wrapped."""
 
 
 def _evaluate_rows(
-    run: _Run, rows: IntArray, arrays: Mapping[str, IntArray], shape: tuple[int, ...]
+    run: _Run, rows: IntArray, arrays: Mapping[str, Any], shape: tuple[int, ...]
 ) -> None:
     """Rows of one structure group: validity and counts by the scalar path's functions on
     arrays, twice (int64: exact unless a value wraps; float64: magnitudes), rows the two
     cannot settle once more over Python ints (:func:`_exact_rows`). ``arrays``: the integer
     columns, each of ``shape`` or broadcastable to it; ``shape`` flattened (C order) is
-    ``rows``."""
+    ``rows``; a list-valued column is a tuple of such arrays (its items)."""
     sweep = run.sweep
     n = len(rows)
     try:
