@@ -8,8 +8,8 @@ ints: exact, slower).
     python benchmarks/bench_sweep_axes.py               # one core (OMP_NUM_THREADS=1)
     python benchmarks/bench_sweep_axes.py --markdown    # the table in docs/benchmarks/sweep.md
 
-Each grid (about 10^6 rows) is built (``grid``) and evaluated ``--repeats`` times, cold
-(``clear_fit_cache`` first); the figure is rows / (grid + evaluate) wall time: the first run
+Each grid (about 10^6 rows) is built (``grid``) and evaluated ``--repeats`` times (nothing
+is cached between runs); the figure is rows / (grid + evaluate) wall time: the first run
 and the median. Base: docs/tutorial-base.json (deepmind/language-perceiver's dims, qk/v unset);
 the optical-flow case uses a small base of its own (one head, so every width divides).
 """
@@ -29,7 +29,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import perceiver_calc as pc
-from perceiver_calc.sweep import clear_fit_cache, evaluate, grid
+from perceiver_calc.sweep import evaluate, grid
 from perceiver_calc.workload import Workload
 
 TRAIN = Workload(mode="training")
@@ -164,7 +164,6 @@ def run(repeats: int) -> list[dict[str, Any]]:
         cfg = pc.load_config(own) if own is not None else base
         walls = []
         for _ in range(max(1, repeats)):
-            clear_fit_cache()
             t0 = time.perf_counter()
             sw = grid(cfg, axes, workload=wl, model=model)
             res = evaluate(sw)
@@ -194,7 +193,7 @@ def main() -> None:
     if args.markdown:
         print(
             f"Python {platform.python_version()}, one core (OMP_NUM_THREADS=1), load {load:.1f}, "
-            f"{args.repeats} cold runs each\n"
+            f"{args.repeats} runs each (the first, and the median)\n"
         )
         print(
             "| axes | rows | valid | groups | in Python ints | configs/s (first) | "

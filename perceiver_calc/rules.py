@@ -72,8 +72,7 @@ class Rules:
             return bool(cond)
         self.calls += 1
         if severity == "error" and self.pass_ != "float" and _any(cond):
-            self.masks.append((code, cond))
-            self.order.append((self.calls, self.gate_from))
+            self._record(code, cond)
         return False
 
     def exceeds(self, value: Any, limit: int, code: str, unless: Any = None) -> bool:
@@ -88,8 +87,7 @@ class Rules:
             if unless is not None:
                 over = over & ~(unless > limit)
             if _any(over):
-                self.masks.append((code, over))
-                self.order.append((self.calls, self.gate_from))
+                self._record(code, over)
             return False
         if self.pass_ == "float" and _any(value > limit * (1 - _REL)):
             import numpy as np
@@ -104,10 +102,14 @@ class Rules:
                 near = near | ((v > limit * (1 - _REL)) & (u > limit * (1 - _REL)) & ~u_over)
                 over = over & ~(u > limit * (1 - _REL))
             if over.any():
-                self.masks.append((code, over))
-                self.order.append((self.calls, self.gate_from))
+                self._record(code, over)
             self.suspect = self.suspect | near
         return False
+
+    def _record(self, code: str, mask: Any) -> None:
+        """A failing rule's mask, with its call's number and gate (:attr:`order`)."""
+        self.masks.append((code, mask))
+        self.order.append((self.calls, self.gate_from))
 
     @contextmanager
     def gated(self) -> Iterator[None]:

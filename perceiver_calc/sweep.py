@@ -319,10 +319,10 @@ def grid(
     for name in axes:
         key = _key(name)
         if not (key in WORKLOAD_FIELDS if _is_workload(name) else key in known):
-            alias = PerceiverConfig.model_fields.get(key)
-            if alias is not None and alias.alias and not _is_workload(name):
+            info = PerceiverConfig.model_fields.get(key)
+            if info is not None and info.alias and not _is_workload(name):
                 raise ValueError(
-                    f"--vary {name}: transformers' name for this field is {alias.alias} "
+                    f"--vary {name}: transformers' name for this field is {info.alias} "
                     "(a config key spelt otherwise is not read)"
                 )
             where = {"config.": "PerceiverConfig", "workload.": "workload"}.get(
